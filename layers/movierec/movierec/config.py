@@ -1,0 +1,70 @@
+"""Configuration: one validated pydantic-settings model per deployable, read once at start-up.
+
+The environment variable of a field is its name in upper case (``redis_url`` -> ``REDIS_URL``).
+``template.yaml`` sets exactly these variables for each function; a test holds the two in step.
+Domain code receives a settings object and never reads ``os.environ`` itself.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StoreSettings(BaseSettings):
+    """Where the cache and the database are, and how patiently to talk to them."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="redis:// or rediss:// (TLS).")
+    redis_auth_secret_arn: str | None = Field(
+        default=None, description="Secrets Manager secret holding the ElastiCache AUTH token."
+    )
+    redis_connect_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+    redis_socket_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+
+    mongodb_uri: SecretStr | None = Field(default=None, description="Used as is when set (local, Atlas).")
+    mongodb_secret_arn: str | None = Field(
+        default=None, description="Secrets Manager secret holding the connection string (DocumentDB)."
+    )
+    mongodb_database: str = Field(default="movierec", min_length=1, max_length=64)
+    mongodb_timeout_ms: int = Field(default=2_000, ge=10, le=60_000)
+
+    @model_validator(mode="after")
+    def _mongo_is_reachable(self) -> StoreSettings:
+        if self.mongodb_uri is None and self.mongodb_secret_arn is None:
+            raise ValueError("set MONGODB_URI or MONGODB_SECRET_ARN")
+        return self
+
+
+class IngestSettings(StoreSettings):
+    dead_letter_queue_url: str = Field(description="SQS queue that receives poison records.")
+    recent_list_length: int = Field(default=50, ge=1, le=1_000)
+    trending_bucket_seconds: int = Field(default=3_600, ge=60, le=86_400)
+    trending_buckets_kept: int = Field(default=48, ge=1, le=24 * 30)
+    applied_marker_ttl_seconds: int = Field(
+        default=8 * 24 * 3600,
+        ge=3_600,
+        description="Longer than the stream's retention, so any redelivery is still recognised.",
+    )
+
+
+class RecommendSettings(StoreSettings):
+    artifact_bucket: str = Field(description="S3 bucket holding published model artifacts.")
+    deadline_ms: int = Field(default=100, ge=5, le=10_000)
+    default_k: int = Field(default=10, ge=1, le=100)
+    online_cache_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
+    trending_bucket_seconds: int = Field(default=3_600, ge=60, le=86_400)
+    popularity_snapshot_path: str | None = Field(
+        default=None, description="JSON popularity bundled at deploy time, served when Redis is down."
+    )
+
+
+class TrainingSettings(StoreSettings):
+    artifact_bucket: str = Field(description="S3 bucket for features, artifacts and reports.")
+    publish_grace_seconds: int = Field(
+        default=3_600, ge=0, description="How long a superseded version stays readable after a switch."
+    )
+    top_n: int = Field(default=100, ge=1, le=1_000)
+    popularity_n: int = Field(default=200, ge=1, le=5_000)
+    active_user_days: int = Field(default=30, ge=1, le=3_650)

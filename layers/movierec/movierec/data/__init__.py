@@ -1,0 +1,1 @@
+"""Data sources: MovieLens releases, the seeded synthetic generator, and the stream publisher."""

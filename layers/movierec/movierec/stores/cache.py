@@ -1,0 +1,20 @@
+"""The Redis connection: one client per container, with short timeouts so a sick cache fails fast."""
+
+from __future__ import annotations
+
+import redis
+
+from movierec.config import StoreSettings
+from movierec.stores.secrets import read_secret
+
+
+def connect_redis(settings: StoreSettings) -> redis.Redis:
+    password = read_secret(settings.redis_auth_secret_arn) if settings.redis_auth_secret_arn else None
+    return redis.Redis.from_url(
+        settings.redis_url,
+        password=password,
+        socket_connect_timeout=settings.redis_connect_timeout_ms / 1000,
+        socket_timeout=settings.redis_socket_timeout_ms / 1000,
+        health_check_interval=30,
+        decode_responses=False,
+    )

@@ -11,7 +11,7 @@ PIP_QUIET   := --quiet --disable-pip-version-check
 ARGS        ?=
 
 # pip prints a warning for every empty local index directory on this kind of machine; hide only those.
-PIP_FILTER  := grep -v "is ignored: it is neither a file nor a directory" || true
+PIP_FILTER  := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: help
 help: ## list targets

@@ -52,8 +52,8 @@ lint: $(VENV)/.stamp ## ruff and mypy
 .PHONY: template-check
 template-check: $(VENV)/.stamp $(VENV_TOOLS)/.stamp ## cfn-lint, sam validate --lint, checkov
 	$(VENV)/bin/cfn-lint template.yaml
-	$(VENV_TOOLS)/bin/sam validate --lint --template-file template.yaml --region us-east-1
-	$(VENV_TOOLS)/bin/checkov --quiet --compact -f template.yaml --framework cloudformation
+	SAM_CLI_TELEMETRY=0 $(VENV_TOOLS)/bin/sam validate --lint --template-file template.yaml --region us-east-1
+	$(VENV_TOOLS)/bin/checkov --quiet --compact --skip-download -f template.yaml --framework cloudformation
 
 .PHONY: test
 test: venv lint template-check ## the full suite: lint, template checks, pytest (starts and stops its own servers)
@@ -84,11 +84,12 @@ bench: $(VENV)/.stamp $(VENV_MONGO)/.stamp ## benchmarks: ingest, serve, train (
 # ---- build and deploy ----------------------------------------------------------------------------------
 .PHONY: build
 build: $(VENV_TOOLS)/.stamp ## sam build (python3.12, arm64)
-	$(VENV_TOOLS)/bin/sam build --template-file template.yaml
+	PATH="$$(dirname "$$(scripts/find-python 3.12)"):$$PATH" SAM_CLI_TELEMETRY=0 \
+		$(VENV_TOOLS)/bin/sam build --template-file template.yaml
 
 .PHONY: deploy
 deploy: build ## sam deploy (ARGS=--guided the first time); see docs/deploy.md
-	$(VENV_TOOLS)/bin/sam deploy $(ARGS)
+	SAM_CLI_TELEMETRY=0 $(VENV_TOOLS)/bin/sam deploy $(ARGS)
 
 .PHONY: clean
 clean: ## remove build outputs and caches (keeps virtualenvs)

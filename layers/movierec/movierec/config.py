@@ -11,10 +11,12 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class StoreSettings(BaseSettings):
-    """Where the cache and the database are, and how patiently to talk to them."""
-
+class _Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
+
+
+class RedisSettings(_Settings):
+    """Where the cache is, and how patiently to talk to it."""
 
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="redis:// or rediss:// (TLS).")
     redis_auth_secret_arn: str | None = Field(
@@ -22,6 +24,10 @@ class StoreSettings(BaseSettings):
     )
     redis_connect_timeout_ms: int = Field(default=200, ge=1, le=10_000)
     redis_socket_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+
+
+class MongoSettings(_Settings):
+    """Where the database is."""
 
     mongodb_uri: SecretStr | None = Field(default=None, description="Used as is when set (local, Atlas).")
     mongodb_secret_arn: str | None = Field(
@@ -31,14 +37,17 @@ class StoreSettings(BaseSettings):
     mongodb_timeout_ms: int = Field(default=2_000, ge=10, le=60_000)
 
     @model_validator(mode="after")
-    def _mongo_is_reachable(self) -> StoreSettings:
+    def _mongo_is_reachable(self) -> MongoSettings:
         if self.mongodb_uri is None and self.mongodb_secret_arn is None:
             raise ValueError("set MONGODB_URI or MONGODB_SECRET_ARN")
         return self
 
 
-class IngestSettings(StoreSettings):
+class IngestSettings(RedisSettings, MongoSettings):
     dead_letter_queue_url: str = Field(description="SQS queue that receives poison records.")
+    dead_letter_bucket: str = Field(
+        description="S3 bucket for poison payloads too large to travel inside an SQS message."
+    )
     recent_list_length: int = Field(default=50, ge=1, le=1_000)
     trending_bucket_seconds: int = Field(default=3_600, ge=60, le=86_400)
     trending_buckets_kept: int = Field(default=48, ge=1, le=24 * 30)
@@ -49,7 +58,7 @@ class IngestSettings(StoreSettings):
     )
 
 
-class RecommendSettings(StoreSettings):
+class RecommendSettings(RedisSettings):
     artifact_bucket: str = Field(description="S3 bucket holding published model artifacts.")
     deadline_ms: int = Field(default=100, ge=5, le=10_000)
     default_k: int = Field(default=10, ge=1, le=100)
@@ -60,7 +69,7 @@ class RecommendSettings(StoreSettings):
     )
 
 
-class TrainingSettings(StoreSettings):
+class TrainingSettings(RedisSettings, MongoSettings):
     artifact_bucket: str = Field(description="S3 bucket for features, artifacts and reports.")
     publish_grace_seconds: int = Field(
         default=3_600, ge=0, description="How long a superseded version stays readable after a switch."

@@ -36,9 +36,7 @@ class EventType(StrEnum):
     MOVIE_RETIRE = "movie_retire"
 
 
-INTERACTION_TYPES = frozenset(
-    {EventType.RATING, EventType.WATCH, EventType.CLICK, EventType.ADD_TO_LIST}
-)
+INTERACTION_TYPES = frozenset({EventType.RATING, EventType.WATCH, EventType.CLICK, EventType.ADD_TO_LIST})
 """Event types that say a user engaged with one movie: they feed seen sets, trending and training."""
 
 

@@ -44,10 +44,14 @@ def online_recommendations(version: str, user_id: str) -> str:
 
 # --- catalogue ----------------------------------------------------------------------------------------
 
-MOVIES = f"{PREFIX}:movies"
+# The catalogue keys share one hash tag so a script can update them together on a clustered cache.
+MOVIES = f"{PREFIX}:{{catalogue}}:movies"
 """Hash: movie id -> JSON metadata (title, genres, year). Kept current by ingest and by publication."""
 
-RETIRED_MOVIES = f"{PREFIX}:movies:retired"
+MOVIE_VERSIONS = f"{PREFIX}:{{catalogue}}:versions"
+"""Hash: movie id -> version of the last applied metadata event (last writer wins)."""
+
+RETIRED_MOVIES = f"{PREFIX}:{{catalogue}}:retired"
 """Set: movie ids that must never be recommended again."""
 
 
@@ -60,18 +64,26 @@ def seen(user_id: str) -> str:
 
 
 def recent(user_id: str) -> str:
-    """List (newest first, capped): recent interactions as ``movie_id`` strings, for online fold-in."""
+    """Sorted set (capped): movie id -> latest engagement time, for online fold-in."""
     return f"{PREFIX}:u:{{{user_id}}}:recent"
 
 
 def stale(user_id: str) -> str:
-    """String: set when the user's precomputed list no longer reflects their activity."""
+    """String: epoch seconds of the user's latest engagement. A precomputed list built from data older
+    than this is stale: the recommend path re-scores online instead."""
     return f"{PREFIX}:u:{{{user_id}}}:stale"
 
 
 def profile(user_id: str) -> str:
-    """Hash: sign-up profile fields the recommend path segments on (region, country, age band)."""
+    """Hash: sign-up profile fields the recommend path segments on (region, country, birth year), plus
+    ``<field>@v`` versions for last-writer-wins."""
     return f"{PREFIX}:u:{{{user_id}}}:profile"
+
+
+def applied_events(user_id: str) -> str:
+    """Sorted set: event id -> apply time for the user's recent events, so that redelivered events do
+    not count twice in trending. Trimmed by age."""
+    return f"{PREFIX}:u:{{{user_id}}}:applied"
 
 
 # --- trending -----------------------------------------------------------------------------------------
@@ -80,14 +92,6 @@ def profile(user_id: str) -> str:
 def trending(segment: str, bucket: int) -> str:
     """Sorted set: movie id -> interaction count within one time bucket for a segment."""
     return f"{PREFIX}:trend:{segment}:{bucket}"
-
-
-# --- ingest bookkeeping ---------------------------------------------------------------------------------
-
-
-def applied_event(event_id: str) -> str:
-    """String: marks an event whose Redis effects were applied, so redelivery does not double-count."""
-    return f"{PREFIX}:applied:{event_id}"
 
 
 # --- segments -----------------------------------------------------------------------------------------

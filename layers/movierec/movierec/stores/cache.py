@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import redis
 
-from movierec.config import StoreSettings
+from movierec.config import RedisSettings
 from movierec.stores.secrets import read_secret
 
 
-def connect_redis(settings: StoreSettings) -> redis.Redis:
+def connect_redis(settings: RedisSettings) -> redis.Redis:
     password = read_secret(settings.redis_auth_secret_arn) if settings.redis_auth_secret_arn else None
     return redis.Redis.from_url(
         settings.redis_url,

@@ -1,0 +1,99 @@
+"""Recommend Lambda: the HTTP API. Routes parse and validate, call the recommender, respond."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from movierec.config import RecommendSettings
+from movierec.errors import StoreUnavailableError
+from movierec.observability import logger, metrics, tracer
+from movierec.recommend import api
+from movierec.recommend.service import UnknownGenreError
+from movierec.recommend.wiring import build_recommender
+
+recommender = build_recommender(RecommendSettings())
+app = APIGatewayHttpResolver(enable_validation=True)
+
+K = Annotated[int, Query(ge=1, le=api.MAX_K, description="How many movies to return.")]
+Genre = Annotated[str | None, Query(pattern=api.GENRE_PATTERN, description="Only movies of this genre.")]
+
+
+class UnauthorizedError(Exception):
+    pass
+
+
+@app.get("/v1/recommendations", summary="Personalised recommendations for the signed-in user")
+@tracer.capture_method
+def get_recommendations(k: K = 10, genre: Genre = None) -> api.RecommendationList:
+    claims = app.current_event.request_context.authorizer.jwt_claim or {}
+    user_id = claims.get("sub")
+    if not isinstance(user_id, str) or not user_id:
+        raise UnauthorizedError
+    result = recommender.recommend(user_id, k, genre)
+    api.record_metrics(result)
+    return api.recommendation_list(result)
+
+
+@app.get("/v1/popular", summary="Popular movies, for anonymous visitors")
+@tracer.capture_method
+def get_popular(
+    k: K = 10,
+    genre: Genre = None,
+    region: Annotated[str | None, Query(pattern=api.REGION_PATTERN)] = None,
+) -> api.RecommendationList:
+    result = recommender.popular(region, k, genre)
+    api.record_metrics(result)
+    return api.recommendation_list(result)
+
+
+@app.get("/v1/movies/<movie_id>/similar", summary="Movies similar to this one")
+@tracer.capture_method
+def get_similar(movie_id: Annotated[int, Path(ge=1)], k: K = 10) -> api.SimilarMovies | Response[Any]:
+    items = recommender.similar(movie_id, k)
+    if items is None:
+        return _error(HTTPStatus.NOT_FOUND, "unknown_movie", f"movie {movie_id} is not known to the model")
+    return api.SimilarMovies(movie_id=movie_id, items=[api.movie(item) for item in items])
+
+
+@app.get("/health", summary="Liveness and the published version")
+def get_health() -> api.Health:
+    try:
+        version = recommender.published_version()
+    except StoreUnavailableError:
+        return api.Health(status="degraded", published_version=None)
+    return api.Health(status="ok", published_version=version)
+
+
+@app.exception_handler(RequestValidationError)
+def bad_request(error: RequestValidationError) -> Response[Any]:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors())
+    return _error(HTTPStatus.BAD_REQUEST, "invalid_request", problems)
+
+
+@app.exception_handler(UnknownGenreError)
+def unknown_genre(error: UnknownGenreError) -> Response[Any]:
+    return _error(HTTPStatus.BAD_REQUEST, "unknown_genre", f"unknown genre {error}")
+
+
+@app.exception_handler(UnauthorizedError)
+def unauthorized(_: UnauthorizedError) -> Response[Any]:
+    return _error(HTTPStatus.UNAUTHORIZED, "unauthorized", "a signed-in user is required")
+
+
+def _error(status: HTTPStatus, code: str, message: str) -> Response[Any]:
+    body = api.ErrorBody(error=code, message=message).model_dump_json()
+    return Response(status_code=status.value, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

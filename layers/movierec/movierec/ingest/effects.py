@@ -1,0 +1,103 @@
+"""What each event changes, as plain data the stores apply. No I/O here.
+
+Every effect is idempotent and order-independent on its own (sets, max/min, last-writer-wins by
+version), except counters, which the stores guard with per-event "applied" markers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+
+from movierec.events import (
+    AddToListEvent,
+    ClickEvent,
+    Event,
+    MovieRetireEvent,
+    MovieUpsertEvent,
+    ProfileEvent,
+    RatingEvent,
+    SignupEvent,
+    WatchEvent,
+)
+
+PROFILE_FIELDS = ("region", "country", "locale", "birth_year")
+
+
+def version_of(event: Event) -> str:
+    """A total order for last-writer-wins: occurrence time, then event id to break ties.
+
+    Fixed-width UTC text compares correctly as a string in both Redis (Lua) and MongoDB.
+    """
+    moment = event.occurred_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{moment}|{event.event_id}"
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    user_id: str
+    fields: dict[str, str | int]
+    version: str
+
+
+@dataclass(frozen=True)
+class MovieChange:
+    movie_id: int
+    version: str
+    retired: bool
+    title: str = ""
+    genres: tuple[str, ...] = ()
+    year: int | None = None
+    cast: tuple[str, ...] = ()
+    plot: str | None = None
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """A user engaged with a movie: feeds seen sets, recent items, trending and user counters."""
+
+    event_id: str
+    user_id: str
+    movie_id: int
+    occurred_at: float  # epoch seconds
+    kind: str
+
+
+def user_of(event: Event) -> str | None:
+    return getattr(event, "user_id", None)
+
+
+def profile_change(event: Event) -> ProfileChange | None:
+    if not isinstance(event, SignupEvent | ProfileEvent):
+        return None
+    fields: dict[str, str | int] = {}
+    for name in PROFILE_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            fields[name] = value.strip().lower() if name == "region" else value
+    return ProfileChange(event.user_id, fields, version_of(event))
+
+
+def movie_change(event: Event) -> MovieChange | None:
+    if isinstance(event, MovieRetireEvent):
+        return MovieChange(event.movie_id, version_of(event), retired=True)
+    if isinstance(event, MovieUpsertEvent):
+        return MovieChange(
+            event.movie_id,
+            version_of(event),
+            retired=False,
+            title=event.title,
+            genres=tuple(event.genres),
+            year=event.year,
+            cast=tuple(event.cast),
+            plot=event.plot,
+        )
+    return None
+
+
+def engagement(event: Event) -> Engagement | None:
+    if not isinstance(event, RatingEvent | WatchEvent | ClickEvent | AddToListEvent):
+        return None
+    return Engagement(
+        str(event.event_id), event.user_id, event.movie_id, event.occurred_at.timestamp(), event.type
+    )

@@ -1,0 +1,118 @@
+"""Ingest one batch: decode, dead-letter the poison, store the rest, update real-time state.
+
+Outcomes per record:
+- valid and applied (or a harmless duplicate): success;
+- poison (undecodable, invalid, oversize, unknown type): parked on the dead-letter queue, success, so a
+  bad record never blocks its shard;
+- anything that failed for a transient reason (a store down, a timeout, the DLQ unreachable): reported
+  as a failure so Lambda retries it. Every effect is idempotent, so the retry is safe.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from movierec.errors import StoreUnavailableError
+from movierec.events import Event
+from movierec.ingest.decode import StreamRecord, decode
+from movierec.ingest.effects import engagement, movie_change, profile_change
+from movierec.observability import logger
+from movierec.stores.deadletter import DeadLetterError, DeadLetterQueue, PoisonRecord
+from movierec.stores.documents import EventDocuments
+from movierec.stores.realtime import RealtimeState, TrendingPolicy
+
+
+@dataclass
+class BatchResult:
+    failed_record_ids: set[str] = field(default_factory=set)
+    events_by_type: Counter[str] = field(default_factory=Counter)
+    invalid: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    write_ms: float = 0.0
+    iterator_age_ms: float | None = None
+
+
+class IngestService:
+    def __init__(
+        self,
+        documents: EventDocuments,
+        realtime: RealtimeState,
+        dead_letters: DeadLetterQueue,
+        trending: TrendingPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._documents = documents
+        self._realtime = realtime
+        self._dead_letters = dead_letters
+        self._trending = trending
+        self._clock = clock
+
+    def ingest(self, records: Sequence[StreamRecord]) -> BatchResult:
+        result = BatchResult()
+        now = self._clock()
+        arrivals = [r.arrival_epoch for r in records if r.arrival_epoch is not None]
+        if arrivals:
+            result.iterator_age_ms = max(0.0, (now - min(arrivals)) * 1000)
+
+        events: list[Event] = []
+        event_records: list[str] = []
+        poison: list[PoisonRecord] = []
+        seen_ids: set[str] = set()
+        for record in records:
+            decoded = decode(record)
+            if isinstance(decoded, PoisonRecord):
+                poison.append(decoded)
+                logger.warning(
+                    "poison record",
+                    extra={"record_id": record.record_id, "reason": decoded.reason, "detail": decoded.detail},
+                )
+                continue
+            event_id = str(decoded.event_id)
+            if event_id in seen_ids:  # the same event twice in one batch: apply once
+                result.duplicates += 1
+                continue
+            seen_ids.add(event_id)
+            events.append(decoded)
+            event_records.append(record.record_id)
+
+        result.invalid = len(poison)
+        self._park(poison, result)
+        if events:
+            self._apply(events, event_records, result, now)
+        return result
+
+    def _park(self, poison: list[PoisonRecord], result: BatchResult) -> None:
+        if not poison:
+            return
+        try:
+            self._dead_letters.send(poison)
+        except DeadLetterError as error:
+            logger.error(
+                "dead-letter queue unavailable; records will be retried",
+                extra={"count": len(error.failed_record_ids)},
+            )
+            result.failed_record_ids |= error.failed_record_ids
+        result.dead_lettered = len(poison) - len(result.failed_record_ids)
+
+    def _apply(self, events: list[Event], record_ids: list[str], result: BatchResult, now: float) -> None:
+        profiles = [c for c in map(profile_change, events) if c is not None]
+        movies = [c for c in map(movie_change, events) if c is not None]
+        engagements = [e for e in map(engagement, events) if e is not None]
+        started = time.perf_counter()
+        try:
+            written = self._documents.write(events, profiles, movies)
+            self._realtime.apply(engagements, profiles, movies, self._trending, now)
+        except StoreUnavailableError as error:
+            logger.warning(
+                "store unavailable; batch will be retried", extra={"error": str(error), "events": len(events)}
+            )
+            result.failed_record_ids.update(record_ids)
+            return
+        finally:
+            result.write_ms = (time.perf_counter() - started) * 1000
+        result.duplicates += written.duplicates
+        result.events_by_type.update(str(e.type) for e in events)

@@ -1,0 +1,80 @@
+"""The HTTP contract of the recommend API: response models (and so the OpenAPI document) and the
+mapping from domain results to them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from movierec.observability import MetricName, metrics
+from movierec.publication import Item
+from movierec.recommend.service import Recommendations, Tier
+
+MAX_K = 100
+GENRE_PATTERN = r"^[A-Za-z0-9 '&().-]{1,40}$"
+REGION_PATTERN = r"^[A-Za-z0-9 _.-]{1,64}$"
+
+Source = Literal["personalized", "online", "regional_popular", "global_popular"]
+
+
+class Movie(BaseModel):
+    movie_id: int
+    title: str
+    genres: list[str]
+    year: int | None
+    score: float
+
+
+class RecommendationList(BaseModel):
+    recommendation_id: str = Field(
+        description="Log it with impressions and clicks to measure online quality."
+    )
+    source: Source = Field(description="Which tier served the list.")
+    model_version: str | None = Field(description="The published version the list came from.")
+    degraded: bool = Field(description="True when served from the in-memory snapshot (the cache was down).")
+    items: list[Movie]
+
+
+class SimilarMovies(BaseModel):
+    movie_id: int
+    items: list[Movie]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    published_version: str | None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+def movie(item: Item) -> Movie:
+    return Movie(
+        movie_id=item.movie_id, title=item.title, genres=list(item.genres), year=item.year, score=item.score
+    )
+
+
+def recommendation_list(result: Recommendations) -> RecommendationList:
+    return RecommendationList(
+        recommendation_id=result.recommendation_id,
+        source=result.tier.source,
+        model_version=result.model_version,
+        degraded=result.tier is Tier.SNAPSHOT,
+        items=[movie(item) for item in result.items],
+    )
+
+
+def record_metrics(result: Recommendations) -> None:
+    """One EMF document per request: the serving tier is its dimension."""
+    metrics.add_dimension(name="tier", value=result.tier.value)
+    metrics.add_metric(name=MetricName.SERVED_BY_TIER, unit="Count", value=1)
+    metrics.add_metric(
+        name=MetricName.TIER_LATENCY_MS, unit="Milliseconds", value=sum(result.tier_ms.values())
+    )
+    hit = result.tier is Tier.PERSONALIZED
+    metrics.add_metric(name=MetricName.CACHE_HIT if hit else MetricName.CACHE_MISS, unit="Count", value=1)
+    if result.fallbacks:
+        metrics.add_metric(name=MetricName.FALLBACK, unit="Count", value=len(result.fallbacks))

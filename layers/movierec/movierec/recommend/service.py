@@ -1,0 +1,354 @@
+"""The recommendation chain. Each tier either serves or says why not; the next one tries.
+
+1. personalized: the precomputed list, minus movies seen since publication, genre-filtered;
+2. online: NeuMF scored now from the exported artifact (a miss, a stale list, or an unknown user
+   with recent activity), written back to the cache;
+3. regional_popular: popularity for the user's sign-up segment, blended with real-time trending;
+4. global_popular: the same for everyone;
+5. snapshot: global popularity held in memory, for when Redis is unreachable.
+
+Nothing here raises for a sick dependency: a failure is a fallback with a reason, counted in metrics.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+from movierec import keys
+from movierec.errors import StoreUnavailableError
+from movierec.observability import logger
+from movierec.popularity import blend_with_trending
+from movierec.publication import Item
+from movierec.recommend.deadline import Deadline
+from movierec.recommend.snapshot import PopularitySnapshot
+from movierec.stores.serving import ServingStore, UserView
+
+POPULARITY_CACHE_SECONDS = 30.0
+TRENDING_BUCKETS = 3
+ONLINE_BUDGET_MS = 20.0
+"""Online scoring is skipped when less than this remains: the popularity tiers still fit."""
+
+
+T = TypeVar("T")
+
+
+class Tier(StrEnum):
+    PERSONALIZED = "personalized"
+    ONLINE = "online"
+    REGIONAL_POPULAR = "regional_popular"
+    GLOBAL_POPULAR = "global_popular"
+    SNAPSHOT = "snapshot"
+
+    @property
+    def source(self) -> str:
+        """What clients see: the snapshot is global popularity served from memory."""
+        return Tier.GLOBAL_POPULAR.value if self is Tier.SNAPSHOT else self.value
+
+
+class OnlineScorer(Protocol):
+    """Scores candidates for one user now (implemented over the model artifact)."""
+
+    model_version: str
+
+    def rank(
+        self, user_id: str, recent: list[int], exclude: frozenset[int], n: int
+    ) -> list[tuple[int, float]]:
+        """Top-n (movie id, score), excluding ``exclude``; empty when it knows nothing to go on."""
+        ...
+
+    def similar(self, movie_id: int, n: int) -> list[tuple[int, float]] | None:
+        """Nearest movies, or None for a movie the model does not know."""
+        ...
+
+
+@dataclass(frozen=True)
+class Fallback:
+    tier: Tier
+    reason: str
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    items: list[Item]
+    tier: Tier
+    model_version: str | None
+    recommendation_id: str
+    fallbacks: list[Fallback] = field(default_factory=list)
+    tier_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServingPolicy:
+    deadline_ms: int
+    online_cache_ttl_seconds: int
+    trending_bucket_seconds: int
+    trending_weight: float = 0.3
+
+
+class UnknownGenreError(ValueError):
+    pass
+
+
+class Recommender:
+    def __init__(
+        self,
+        store: ServingStore,
+        snapshot: PopularitySnapshot,
+        policy: ServingPolicy,
+        scorer: Callable[[str], OnlineScorer | None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._store = store
+        self._snapshot = snapshot
+        self._policy = policy
+        self._scorer = scorer
+        self._wall = wall_clock
+        self._clock = clock
+        self._popular_cache: dict[tuple[str, str], tuple[float, list[Item]]] = {}
+
+    # ---- public API ------------------------------------------------------------------------------------
+
+    def recommend(self, user_id: str, k: int, genre: str | None = None) -> Recommendations:
+        run = _Run(self, genre)
+        version = run.attempt(Tier.PERSONALIZED, self._store.current_version)
+        view: UserView | None = None
+        if run.ok:
+            view = run.attempt(Tier.PERSONALIZED, lambda: self._store.user_view(version, user_id))
+        exclude = (view.seen if view else frozenset()) | self._retired_quietly()
+        if view is not None and version is not None:
+            served = run.try_tier(
+                Tier.PERSONALIZED, lambda: self._personalized(view, version, exclude, k, genre)
+            )
+            served = served or run.try_tier(
+                Tier.ONLINE, lambda: self._online(view, version, user_id, exclude, k, genre, run.deadline)
+            )
+            if served:
+                return run.result(served, version)
+        region = view.region if view else None
+        return self._popular_chain(run, version, region, exclude, k, genre)
+
+    def popular(self, region: str | None, k: int, genre: str | None = None) -> Recommendations:
+        run = _Run(self, genre)
+        version = run.attempt(Tier.REGIONAL_POPULAR, self._store.current_version)
+        return self._popular_chain(run, version, region, frozenset(), k, genre)
+
+    def similar(self, movie_id: int, k: int) -> list[Item] | None:
+        """Movies like this one, from the model's embeddings; None when the movie is unknown."""
+        version = self._store.current_version()
+        scorer = self._scorer(version) if self._scorer and version else None
+        if scorer is None:
+            return None
+        neighbours = scorer.similar(movie_id, k + 1)
+        if neighbours is None:
+            return None
+        neighbours = [(m, s) for m, s in neighbours if m != movie_id][:k]
+        return self._with_metadata(neighbours)
+
+    def published_version(self) -> str | None:
+        return self._store.current_version()
+
+    def known_genres(self) -> frozenset[str]:
+        try:
+            version = self._store.current_version()
+            manifest = self._store.manifest(version) if version else None
+        except StoreUnavailableError:
+            manifest = None
+        return frozenset(manifest.genres) if manifest and manifest.genres else self._snapshot.genres
+
+    # ---- tiers ------------------------------------------------------------------------------------------
+
+    def _personalized(
+        self, view: UserView, version: str, exclude: frozenset[int], k: int, genre: str | None
+    ) -> list[Item] | str:
+        if view.precomputed is None:
+            return "miss"
+        manifest = self._store.manifest(version)
+        if manifest and view.latest_engagement and view.latest_engagement > manifest.data_cutoff:
+            return "stale"
+        items = _filtered(view.precomputed, exclude, genre, k)
+        return items if len(items) >= k else "exhausted"
+
+    def _online(
+        self,
+        view: UserView,
+        version: str,
+        user_id: str,
+        exclude: frozenset[int],
+        k: int,
+        genre: str | None,
+        deadline: Deadline,
+    ) -> list[Item] | str:
+        if view.online is not None:
+            cached = _filtered(view.online, exclude, genre, k)
+            if len(cached) >= k:
+                return cached
+        if self._scorer is None:
+            return "no model"
+        if not deadline.allows(ONLINE_BUDGET_MS):
+            return "deadline"
+        scorer = self._scorer(version)
+        if scorer is None:
+            return "no model"
+        ranked = scorer.rank(user_id, view.recent, exclude, n=max(k * 5, 50))
+        if not ranked:
+            return "unknown user"
+        items = self._with_metadata(ranked)
+        self._store.save_online(version, user_id, items, self._policy.online_cache_ttl_seconds)
+        filtered = _filtered(items, exclude, genre, k)
+        return filtered if len(filtered) >= k else "exhausted"
+
+    def _popular_chain(
+        self,
+        run: _Run,
+        version: str | None,
+        region: str | None,
+        exclude: frozenset[int],
+        k: int,
+        genre: str | None,
+    ) -> Recommendations:
+        if version is not None:
+            if region:
+                segment = keys.region_segment(region)
+                served = run.try_tier(
+                    Tier.REGIONAL_POPULAR, lambda: self._popular(version, segment, exclude, k, genre)
+                )
+                if served:
+                    return run.result(served, version, Tier.REGIONAL_POPULAR)
+            else:
+                run.fallbacks.append(Fallback(Tier.REGIONAL_POPULAR, "no region"))
+            served = run.try_tier(
+                Tier.GLOBAL_POPULAR, lambda: self._popular(version, keys.GLOBAL_SEGMENT, exclude, k, genre)
+            )
+            if served:
+                return run.result(served, version, Tier.GLOBAL_POPULAR)
+        items = _filtered(self._snapshot.items, exclude, genre, k)
+        run.tier_ms[Tier.SNAPSHOT] = 0.0
+        return run.result(items, self._snapshot.version, Tier.SNAPSHOT)
+
+    def _popular(
+        self, version: str, segment: str, exclude: frozenset[int], k: int, genre: str | None
+    ) -> list[Item] | str:
+        items = self._popular_list(version, segment)
+        if items is None:
+            return "not published"
+        filtered = _filtered(items, exclude, genre, k)
+        return filtered if filtered else "exhausted"
+
+    def _popular_list(self, version: str, segment: str) -> list[Item] | None:
+        """Batch popularity blended with trending, cached in-process for a few seconds."""
+        now = self._clock()
+        cached = self._popular_cache.get((version, segment))
+        if cached and now - cached[0] < POPULARITY_CACHE_SECONDS:
+            return cached[1]
+        batch = self._store.popularity(version, segment)
+        if batch is None:
+            return None
+        newest = int(self._wall() // self._policy.trending_bucket_seconds)
+        trending = self._store.trending(segment, range(newest - TRENDING_BUCKETS + 1, newest + 1))
+        blended = blend_with_trending(
+            [(i.movie_id, i.score) for i in batch], trending, self._policy.trending_weight
+        )
+        known = {item.movie_id: item for item in batch}
+        missing = [m for m, _ in blended if m not in known]
+        infos = self._store.movie_infos(missing) if missing else {}
+        items = [
+            Item(m, s, known[m].title, known[m].genres, known[m].year)
+            if m in known
+            else Item(m, s, infos[m].title, infos[m].genres, infos[m].year)
+            for m, s in blended
+            if m in known or m in infos
+        ]
+        self._popular_cache[(version, segment)] = (now, items)
+        if segment == keys.GLOBAL_SEGMENT:
+            self._snapshot.refresh(items, version)
+        return items
+
+    # ---- helpers ----------------------------------------------------------------------------------------
+
+    def _with_metadata(self, ranked: list[tuple[int, float]]) -> list[Item]:
+        infos = self._store.movie_infos([m for m, _ in ranked])
+        return [Item(m, s, infos[m].title, infos[m].genres, infos[m].year) for m, s in ranked if m in infos]
+
+    def _retired_quietly(self) -> frozenset[int]:
+        try:
+            return self._store.retired()
+        except StoreUnavailableError:
+            return frozenset()
+
+
+def _filtered(items: list[Item], exclude: frozenset[int], genre: str | None, k: int) -> list[Item]:
+    chosen: list[Item] = []
+    for item in items:
+        if item.movie_id in exclude or (genre is not None and genre not in item.genres):
+            continue
+        chosen.append(item)
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+class _Run:
+    """One request's bookkeeping: deadline, fallbacks with reasons, latency per tier."""
+
+    def __init__(self, recommender: Recommender, genre: str | None) -> None:
+        self.recommender = recommender
+        self.deadline = Deadline(recommender._policy.deadline_ms, recommender._clock)
+        self.fallbacks: list[Fallback] = []
+        self.tier_ms: dict[str, float] = {}
+        self.ok = True
+        if genre is not None and genre not in recommender.known_genres():
+            raise UnknownGenreError(genre)
+
+    def attempt(self, tier: Tier, action: Callable[[], T]) -> T | None:
+        """Run a lookup a tier depends on; on a store failure record the fallback and carry on."""
+        if not self.ok:
+            return None
+        try:
+            return action()
+        except StoreUnavailableError as error:
+            self.ok = False
+            self.fallbacks.append(Fallback(tier, "store unavailable"))
+            logger.warning("store unavailable", extra={"tier": tier.value, "error": str(error)})
+            return None
+
+    def try_tier(self, tier: Tier, action: Callable[[], list[Item] | str]) -> list[Item] | None:
+        if not self.ok and tier is not Tier.SNAPSHOT:
+            return None
+        if not self.deadline.allows(1.0):
+            self.fallbacks.append(Fallback(tier, "deadline"))
+            return None
+        started = self.recommender._clock()
+        try:
+            outcome = action()
+        except StoreUnavailableError as error:
+            self.ok = False
+            outcome = "store unavailable"
+            logger.warning("store unavailable", extra={"tier": tier.value, "error": str(error)})
+        except Exception:
+            logger.exception("tier failed", extra={"tier": tier.value})
+            outcome = "error"
+        finally:
+            self.tier_ms[tier.value] = (self.recommender._clock() - started) * 1000
+        if isinstance(outcome, str):
+            self.fallbacks.append(Fallback(tier, outcome))
+            return None
+        return outcome
+
+    def result(
+        self, items: list[Item], model_version: str | None, tier: Tier | None = None
+    ) -> Recommendations:
+        served_by = tier or Tier(next(reversed(self.tier_ms)))
+        return Recommendations(
+            items=items,
+            tier=served_by,
+            model_version=model_version,
+            recommendation_id=str(uuid.uuid4()),
+            fallbacks=self.fallbacks,
+            tier_ms=self.tier_ms,
+        )

@@ -1,0 +1,52 @@
+"""The popularity snapshot: global popularity held in memory, for when Redis is unreachable.
+
+It starts from the file bundled at deploy time (written by the training job next to the artifact) and is
+refreshed from Redis whenever the global list is read successfully, so a long-lived container serves the
+freshest list it has seen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from movierec.publication import Item, decode_items, encode_items
+
+SNAPSHOT_FORMAT = 1
+
+
+@dataclass
+class PopularitySnapshot:
+    items: list[Item] = field(default_factory=list)
+    genres: frozenset[str] = frozenset()
+    version: str | None = None
+
+    @classmethod
+    def load(cls, path: Path | None) -> PopularitySnapshot:
+        """An empty snapshot when no file is bundled; a corrupt file is an error worth failing on."""
+        if path is None or not path.exists():
+            return cls()
+        document = json.loads(path.read_text())
+        if document.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"{path}: unsupported snapshot format {document.get('format')!r}")
+        items = decode_items(json.dumps(document["items"]).encode())
+        return cls(items, frozenset(document.get("genres", ())), document.get("version"))
+
+    def refresh(self, items: list[Item], version: str | None) -> None:
+        if items:
+            self.items = items
+            self.version = version
+            self.genres = self.genres | {g for item in items for g in item.genres}
+
+
+def snapshot_json(items: list[Item], genres: list[str], version: str) -> str:
+    return json.dumps(
+        {
+            "format": SNAPSHOT_FORMAT,
+            "version": version,
+            "genres": sorted(genres),
+            "items": json.loads(encode_items(items)),
+        },
+        separators=(",", ":"),
+    )

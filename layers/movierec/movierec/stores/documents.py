@@ -1,0 +1,169 @@
+"""MongoDB writes for ingest: raw events, user profiles and counters, movie metadata.
+
+One ``bulk_write(ordered=False)`` per collection per batch. Redelivery is harmless:
+- events are keyed by ``event_id`` (the ``_id`` index rejects a second copy);
+- user counters are guarded by a window of recently applied event ids inside the user document, so the
+  check and the increment are one atomic single-document update;
+- profile fields and movie metadata are last-writer-wins by event version, so order does not matter.
+
+A guarded upsert whose guard fails tries to insert an existing ``_id`` and is rejected with duplicate
+key error 11000: for those operations that is the expected "already applied / older" outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DeleteOne, InsertOne, UpdateOne
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from movierec.errors import StoreUnavailableError
+from movierec.events import Event
+from movierec.ingest.effects import MovieChange, ProfileChange
+from movierec.stores.mongo import Document
+
+DUPLICATE_KEY = 11000
+
+APPLIED_WINDOW = 1_024
+"""Event ids remembered per user for counter idempotency; larger than any batch a shard redelivers."""
+
+EVENTS = "events"
+USERS = "users"
+MOVIES = "movies"
+
+_INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
+    EVENTS: [
+        ("user_time", [("user_id", ASCENDING), ("occurred_at", ASCENDING)]),
+        ("time", [("occurred_at", ASCENDING)]),
+        ("type_time", [("type", ASCENDING), ("occurred_at", ASCENDING)]),
+    ],
+    USERS: [("last_seen", [("last_seen", ASCENDING)])],
+    MOVIES: [],
+}
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    stored: int
+    duplicates: int
+
+
+class EventDocuments:
+    """The system of record: every valid event, plus the users and movies they describe."""
+
+    def __init__(self, database: Database[Document]) -> None:
+        self._db = database
+        self._indexes_ready = False
+
+    def ensure_indexes(self) -> None:
+        """Idempotent; runs once per container, not per invocation."""
+        if self._indexes_ready:
+            return
+        for collection, indexes in _INDEXES.items():
+            for name, keys in indexes:
+                self._db[collection].create_index(keys, name=name)
+        self._indexes_ready = True
+
+    def write(
+        self,
+        events: Sequence[Event],
+        profiles: Sequence[ProfileChange],
+        movies: Sequence[MovieChange],
+    ) -> WriteOutcome:
+        """Store a batch; raises StoreUnavailableError when MongoDB cannot take it (safe to retry whole)."""
+        try:
+            self.ensure_indexes()
+            now = datetime.now(UTC)
+            duplicates = _bulk(self._db[EVENTS], [InsertOne(_event_document(e, now)) for e in events])
+            _bulk(self._db[USERS], _user_operations(events, profiles))
+            _bulk(self._db[MOVIES], [_movie_operation(change) for change in movies])
+        except PyMongoError as error:
+            raise StoreUnavailableError(f"MongoDB: {error}") from error
+        return WriteOutcome(stored=len(events) - len(duplicates), duplicates=len(duplicates))
+
+    def forget(self, event_ids: Sequence[str]) -> None:
+        """Test and maintenance helper: remove raw events (for GDPR erasure and fixtures)."""
+        _bulk(self._db[EVENTS], [DeleteOne({"_id": event_id}) for event_id in event_ids])
+
+
+def _bulk(collection: Any, operations: Sequence[Any]) -> set[int]:
+    """Run an unordered bulk write; return the indexes rejected as duplicates, raise anything else."""
+    if not operations:
+        return set()
+    try:
+        collection.bulk_write(list(operations), ordered=False)
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        unexpected = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if unexpected or error.details.get("writeConcernErrors"):
+            raise
+        return {int(e["index"]) for e in errors}
+    return set()
+
+
+def _event_document(event: Event, ingested_at: datetime) -> Document:
+    document = event.model_dump(mode="python", exclude_none=True)
+    document["_id"] = str(document.pop("event_id"))
+    document["type"] = str(event.type)
+    document["ingested_at"] = ingested_at
+    return document
+
+
+def _user_operations(events: Sequence[Event], profiles: Sequence[ProfileChange]) -> list[UpdateOne]:
+    operations: list[UpdateOne] = []
+    for event in events:
+        user_id = getattr(event, "user_id", None)
+        if user_id is None:
+            continue
+        event_id = str(event.event_id)
+        # Guarded by the applied window: a redelivered event matches nothing and is rejected as 11000.
+        operations.append(
+            UpdateOne(
+                {"_id": user_id, "applied_event_ids": {"$ne": event_id}},
+                {
+                    "$inc": {f"counts.{event.type}": 1},
+                    "$min": {"first_seen": event.occurred_at},
+                    "$max": {"last_seen": event.occurred_at},
+                    "$push": {"applied_event_ids": {"$each": [event_id], "$slice": -APPLIED_WINDOW}},
+                },
+                upsert=True,
+            )
+        )
+    for change in profiles:
+        for field, value in change.fields.items():
+            version_path = f"profile_versions.{field}"
+            operations.append(
+                UpdateOne(
+                    {
+                        "_id": change.user_id,
+                        "$or": [{version_path: {"$lt": change.version}}, {version_path: {"$exists": False}}],
+                    },
+                    {"$set": {f"profile.{field}": value, version_path: change.version}},
+                    upsert=True,
+                )
+            )
+    return operations
+
+
+def _movie_operation(change: MovieChange) -> UpdateOne:
+    fields: dict[str, Any] = {"retired": change.retired, "version": change.version}
+    if not change.retired:
+        fields |= {
+            "title": change.title,
+            "genres": list(change.genres),
+            "year": change.year,
+            "cast": list(change.cast),
+            "plot": change.plot,
+        }
+    return UpdateOne(
+        {
+            "_id": change.movie_id,
+            "$or": [{"version": {"$lt": change.version}}, {"version": {"$exists": False}}],
+        },
+        {"$set": fields},
+        upsert=True,
+    )

@@ -1,0 +1,116 @@
+"""Redis reads for the recommend hot path: everything about one user in a single round trip.
+
+The current version and its manifest change once per training run, so they are cached in-process for
+a second; popularity lists are cached a little longer by the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from movierec import keys
+from movierec.errors import StoreUnavailableError
+from movierec.publication import Item, Manifest, MovieInfo, decode_items, decode_movie_info, encode_items
+
+VERSION_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class UserView:
+    precomputed: list[Item] | None
+    online: list[Item] | None
+    seen: frozenset[int]
+    recent: list[int]  # newest first
+    latest_engagement: float | None
+    region: str | None
+    profile: dict[str, str] = field(default_factory=dict)
+
+
+class ServingStore:
+    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.monotonic) -> None:
+        self._redis = client
+        self._clock = clock
+        self._version: tuple[float, str | None] | None = None
+        self._manifests: dict[str, Manifest] = {}
+
+    def current_version(self) -> str | None:
+        now = self._clock()
+        if self._version is None or now - self._version[0] > VERSION_CACHE_SECONDS:
+            raw = self._call(self._redis.get, keys.CURRENT_VERSION)
+            self._version = (now, raw.decode() if isinstance(raw, bytes) else None)
+        return self._version[1]
+
+    def manifest(self, version: str) -> Manifest | None:
+        if version not in self._manifests:
+            raw = self._call(self._redis.get, keys.version_manifest(version))
+            if not isinstance(raw, bytes):
+                return None
+            self._manifests = {version: Manifest.from_json(raw)}  # keep only the newest
+        return self._manifests[version]
+
+    def user_view(self, version: str | None, user_id: str, recent_n: int = 20) -> UserView:
+        pipe = self._redis.pipeline(transaction=False)
+        if version is not None:
+            pipe.get(keys.recommendations(version, user_id))
+            pipe.get(keys.online_recommendations(version, user_id))
+        pipe.smembers(keys.seen(user_id))
+        pipe.zrevrange(keys.recent(user_id), 0, recent_n - 1)
+        pipe.get(keys.stale(user_id))
+        pipe.hgetall(keys.profile(user_id))
+        results = self._call(pipe.execute)
+        precomputed_raw, online_raw = (results[0], results[1]) if version is not None else (None, None)
+        seen_raw, recent_raw, stale_raw, profile_raw = results[-4:]
+        profile = {k.decode(): v.decode() for k, v in profile_raw.items() if not k.endswith(b"@v")}
+        return UserView(
+            precomputed=decode_items(precomputed_raw) if precomputed_raw else None,
+            online=decode_items(online_raw) if online_raw else None,
+            seen=frozenset(int(m) for m in seen_raw),
+            recent=[int(m) for m in recent_raw],
+            latest_engagement=float(stale_raw) if stale_raw else None,
+            region=profile.get("region"),
+            profile=profile,
+        )
+
+    def popularity(self, version: str, segment: str) -> list[Item] | None:
+        raw = self._call(self._redis.get, keys.popularity(version, segment))
+        return decode_items(raw) if isinstance(raw, bytes) else None
+
+    def trending(self, segment: str, buckets: Iterable[int], per_bucket: int = 200) -> dict[int, float]:
+        pipe = self._redis.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.zrevrange(keys.trending(segment, bucket), 0, per_bucket - 1, withscores=True)
+        totals: dict[int, float] = {}
+        for rows in self._call(pipe.execute):
+            for member, score in rows:
+                movie_id = int(member)
+                totals[movie_id] = totals.get(movie_id, 0.0) + float(score)
+        return totals
+
+    def movie_infos(self, movie_ids: list[int]) -> dict[int, MovieInfo]:
+        if not movie_ids:
+            return {}
+        raws = self._call(self._redis.hmget, keys.MOVIES, [str(m) for m in movie_ids])
+        return {m: decode_movie_info(raw) for m, raw in zip(movie_ids, raws, strict=True) if raw}
+
+    def retired(self) -> frozenset[int]:
+        return frozenset(int(m) for m in self._call(self._redis.smembers, keys.RETIRED_MOVIES))
+
+    def save_online(self, version: str, user_id: str, items: list[Item], ttl_seconds: int) -> None:
+        self._call(
+            self._redis.set,
+            keys.online_recommendations(version, user_id),
+            encode_items(items),
+            ex=ttl_seconds,
+        )
+
+    @staticmethod
+    def _call(function: Callable[..., object], *args: object, **kwargs: object) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except redis.RedisError as error:
+            raise StoreUnavailableError(f"Redis: {error}") from error

@@ -1,7 +1,7 @@
 """The one place that creates the Logger, Tracer and Metrics, and names every custom metric.
 
-Powertools takes the service name and metric namespace from ``POWERTOOLS_SERVICE_NAME`` and
-``POWERTOOLS_METRICS_NAMESPACE``, which ``template.yaml`` sets per function.
+Powertools takes the service name from ``POWERTOOLS_SERVICE_NAME``, which ``template.yaml`` sets per
+function. The metric namespace is fixed here because dashboards and alarms are written against it.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from enum import StrEnum
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+METRIC_NAMESPACE = "MovieRec"
+
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = Metrics(namespace=METRIC_NAMESPACE)
 
 
 class MetricName(StrEnum):

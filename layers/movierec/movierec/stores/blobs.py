@@ -1,0 +1,38 @@
+"""S3 objects: model artifacts, reports, feature snapshots, popularity snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from movierec.errors import StoreUnavailableError
+from movierec.stores import aws
+
+
+class BlobStore:
+    def __init__(self, bucket: str, s3: Any = None) -> None:
+        self.bucket = bucket
+        self._s3 = s3 or aws.client("s3")
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except (BotoCoreError, ClientError) as error:
+            raise StoreUnavailableError(f"S3 put {key}: {error}") from error
+        return self.uri(key)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return None
+            raise StoreUnavailableError(f"S3 get {key}: {error}") from error
+        except BotoCoreError as error:
+            raise StoreUnavailableError(f"S3 get {key}: {error}") from error
+        body: bytes = response["Body"].read()
+        return body

@@ -1,0 +1,98 @@
+"""Reading the system of record for training: projected, batched cursors into compact numpy arrays.
+
+Interactions stream through typed ``array`` buffers (a few bytes each), never a Python object per
+event kept in memory, so tens of millions of events fit in a few GB.
+"""
+
+from __future__ import annotations
+
+from array import array
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from pymongo.database import Database
+
+from movierec.data.dataset import UNKNOWN, Dataset, InteractionKind, Interactions, Movies, Users
+from movierec.stores.documents import EVENTS, MOVIES, USERS
+from movierec.stores.mongo import Document
+
+CURSOR_BATCH = 10_000
+
+_KIND_BY_TYPE = {
+    "rating": InteractionKind.RATING,
+    "watch": InteractionKind.WATCH,
+    "click": InteractionKind.CLICK,
+    "add_to_list": InteractionKind.ADD_TO_LIST,
+}
+
+
+def read_dataset(
+    database: Database[Document], cutoff: datetime | None = None, name: str = "mongodb"
+) -> Dataset:
+    """Every engagement before ``cutoff`` (all when None), with the users and movies they reference."""
+    user_index: dict[str, int] = {}
+    movie_index: dict[int, int] = {}
+    users, movies, values = array("i"), array("i"), array("f")
+    times, kinds = array("q"), array("b")
+
+    query: dict[str, Any] = {"type": {"$in": list(_KIND_BY_TYPE)}}
+    if cutoff is not None:
+        query["occurred_at"] = {"$lt": cutoff}
+    projection = {
+        "_id": 0,
+        "type": 1,
+        "user_id": 1,
+        "movie_id": 1,
+        "occurred_at": 1,
+        "rating": 1,
+        "completion": 1,
+    }
+    for doc in database[EVENTS].find(query, projection, batch_size=CURSOR_BATCH):
+        kind = _KIND_BY_TYPE[doc["type"]]
+        users.append(user_index.setdefault(doc["user_id"], len(user_index)))
+        movies.append(movie_index.setdefault(int(doc["movie_id"]), len(movie_index)))
+        times.append(int(doc["occurred_at"].timestamp()))
+        kinds.append(int(kind))
+        if kind is InteractionKind.RATING:
+            values.append(float(doc["rating"]))
+        elif kind is InteractionKind.WATCH:
+            values.append(float(doc["completion"]))
+        else:
+            values.append(1.0)
+
+    # Users and movies known only from profile/metadata events still belong in the dataset.
+    regions: dict[str, str] = {}
+    for doc in database[USERS].find({}, {"_id": 1, "profile.region": 1}, batch_size=CURSOR_BATCH):
+        user_index.setdefault(doc["_id"], len(user_index))
+        regions[doc["_id"]] = (doc.get("profile") or {}).get("region", UNKNOWN)
+    metadata: dict[int, Document] = {}
+    for doc in database[MOVIES].find(
+        {}, {"title": 1, "genres": 1, "year": 1, "retired": 1}, batch_size=CURSOR_BATCH
+    ):
+        movie_index.setdefault(int(doc["_id"]), len(movie_index))
+        metadata[int(doc["_id"])] = doc
+
+    user_ids = list(user_index)
+    movie_ids = list(movie_index)
+    return Dataset(
+        name=name,
+        users=Users(ids=user_ids, region=[regions.get(u, UNKNOWN) for u in user_ids]),
+        movies=Movies(
+            ids=np.asarray(movie_ids, dtype=np.int64),
+            titles=[metadata.get(m, {}).get("title") or "" for m in movie_ids],
+            genres=[tuple(metadata.get(m, {}).get("genres") or ()) for m in movie_ids],
+            year=np.asarray([metadata.get(m, {}).get("year") or 0 for m in movie_ids], dtype=np.int16),
+        ),
+        interactions=Interactions(
+            user=np.frombuffer(users, dtype=np.int32).copy(),
+            movie=np.frombuffer(movies, dtype=np.int32).copy(),
+            value=np.frombuffer(values, dtype=np.float32).copy(),
+            timestamp=np.frombuffer(times, dtype=np.int64).copy(),
+            kind=np.frombuffer(kinds, dtype=np.int8).copy(),
+        ),
+    )
+
+
+def retired_movies(database: Database[Document]) -> set[int]:
+    return {int(doc["_id"]) for doc in database[MOVIES].find({"retired": True}, {"_id": 1})}

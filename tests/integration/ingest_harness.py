@@ -1,0 +1,109 @@
+"""An ingest service over real servers, plus readers of the state it leaves behind."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pymongo
+import pymongo.monitoring
+import redis
+
+from movierec.ingest.service import IngestService
+from movierec.stores.deadletter import DeadLetterQueue
+from movierec.stores.documents import EventDocuments
+from movierec.stores.realtime import RealtimeState, TrendingPolicy
+from tests.support import BASE_TIME
+
+TRENDING = TrendingPolicy(bucket_seconds=3600, buckets_kept=24 * 365 * 10)  # keep test-era buckets
+NOW = BASE_TIME.timestamp() + 86_400  # a day after the first test event: all are recent
+
+
+@dataclass
+class Harness:
+    service: IngestService
+    mongo: pymongo.database.Database[dict[str, Any]]
+    redis: redis.Redis
+    queue_url: str
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs")
+        messages: list[dict[str, Any]] = []
+        while True:
+            response = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            batch = response.get("Messages", [])
+            if not batch:
+                return messages
+            messages += [json.loads(m["Body"]) for m in batch]
+            sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+            )
+
+    def trending(self, segment: str) -> dict[bytes, float]:
+        """Counts summed over every time bucket of a segment."""
+        totals: dict[bytes, float] = {}
+        for key in self.redis.scan_iter(f"mr:trend:{segment}:*"):
+            rows: list[tuple[bytes, float]] = self.redis.zrange(key, 0, -1, withscores=True)  # type: ignore[assignment]
+            for member, score in rows:
+                totals[member] = totals.get(member, 0.0) + score
+        return totals
+
+    def state(self) -> dict[str, Any]:
+        """Everything ingest decides, minus bookkeeping that legitimately differs (apply times)."""
+        users = {
+            doc["_id"]: {k: v for k, v in doc.items() if k != "applied_event_ids"}
+            for doc in self.mongo["users"].find({})
+        }
+        movies = {doc["_id"]: doc for doc in self.mongo["movies"].find({})}
+        events = sorted(doc["_id"] for doc in self.mongo["events"].find({}, {"_id": 1}))
+        cache: dict[str, Any] = {}
+        for key in self.redis.scan_iter("*"):
+            name = bytes(key).decode()
+            if name.endswith(":applied"):
+                continue
+            raw_kind = self.redis.type(key)
+            kind = raw_kind.decode() if isinstance(raw_kind, bytes) else raw_kind
+            if kind == "set":
+                cache[name] = sorted(self.redis.smembers(key))
+            elif kind == "zset":
+                cache[name] = self.redis.zrange(key, 0, -1, withscores=True)
+            elif kind == "hash":
+                cache[name] = dict(sorted(self.redis.hgetall(key).items()))
+            else:
+                cache[name] = self.redis.get(key)
+        return {"users": users, "movies": movies, "events": events, "cache": cache}
+
+
+def build_harness(
+    mongo_uri: str,
+    database: str,
+    redis_url: str,
+    *,
+    aws_endpoint: str,
+    mongo_listeners: list[pymongo.monitoring.CommandListener] | None = None,
+) -> Harness:
+    del aws_endpoint  # the fixture has set AWS_ENDPOINT_URL for boto3
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="movierec-test-artifacts")
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName="movierec-test-dlq")["QueueUrl"]
+    mongo: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        mongo_uri,
+        serverSelectionTimeoutMS=1500,
+        tz_aware=True,
+        retryWrites=False,
+        event_listeners=mongo_listeners or [],
+    )
+    cache = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    cache.flushall()  # a harness starts from empty stores
+    service = IngestService(
+        documents=EventDocuments(mongo[database]),
+        realtime=RealtimeState(cache, recent_length=5, applied_ttl_seconds=8 * 24 * 3600),
+        dead_letters=DeadLetterQueue(queue_url, "movierec-test-artifacts", sqs=sqs, s3=s3),
+        trending=TRENDING,
+        clock=lambda: NOW,
+    )
+    return Harness(service, mongo[database], cache, queue_url)

@@ -1,0 +1,199 @@
+"""Ingest against real Redis, the MongoDB-wire server and moto: effects, redelivery, poison, faults."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pymongo.monitoring
+import pytest
+
+from infra.local.servers import MongoServer, RedisServer
+from movierec import keys
+from movierec.ingest.processor import handle_stream_event
+from tests.integration.ingest_harness import Harness, build_harness
+from tests.support import event_payload, kafka_event, kinesis_event, sequence_of
+
+
+@pytest.fixture
+def harness(mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset: str) -> Harness:
+    return build_harness(mongo_uri, mongo_database_name, redis_url, aws_endpoint=aws_reset)
+
+
+def mixed_batch() -> list[bytes]:
+    return [
+        event_payload("signup", 0, user_id="u1", region="EU", country="FR"),
+        event_payload("signup", 1, user_id="u2", region="US"),
+        event_payload("movie_upsert", 2, movie_id=10, title="Alien", genres=["Horror", "Sci-Fi"], year=1979),
+        event_payload("movie_upsert", 3, movie_id=20, title="Heat", genres=["Crime"], year=1995),
+        event_payload("rating", 4, user_id="u1", movie_id=10, rating=4.5),
+        event_payload("watch", 5, user_id="u1", movie_id=20, seconds_watched=5000, completion=0.8),
+        event_payload("click", 6, user_id="u2", movie_id=10),
+        event_payload("add_to_list", 7, user_id="u2", movie_id=20),
+        event_payload("search", 8, user_id="u1", query="ridley scott"),
+        event_payload("impression", 9, user_id="u1", recommendation_id="r-1", movie_ids=[10, 20]),
+    ]
+
+
+def ingest(harness: Harness, event: dict[str, Any]) -> list[str]:
+    """Runs one batch; returns the identifiers Lambda would be told to retry."""
+    response = handle_stream_event(event, None, harness.service.ingest)
+    return [str(failure["itemIdentifier"]) for failure in response["batchItemFailures"]]
+
+
+def test_a_mixed_batch_lands_in_mongodb_and_redis(harness: Harness) -> None:
+    assert ingest(harness, kinesis_event(mixed_batch())) == []
+    assert harness.mongo["events"].count_documents({}) == 10
+    user = harness.mongo["users"].find_one({"_id": "u1"})
+    assert user is not None
+    assert user["profile"] == {"region": "eu", "country": "FR"}
+    assert user["counts"] == {"signup": 1, "rating": 1, "watch": 1, "search": 1, "impression": 1}
+    alien = harness.mongo["movies"].find_one({"_id": 10})
+    assert alien is not None
+    assert alien["title"] == "Alien"
+    assert alien["retired"] is False
+
+    r = harness.redis
+    assert r.smembers(keys.seen("u1")) == {b"10", b"20"}
+    assert r.zrevrange(keys.recent("u1"), 0, -1) == [b"20", b"10"]  # newest first
+    assert r.hget(keys.profile("u1"), "region") == b"eu"
+    assert json.loads(r.hget(keys.MOVIES, "10") or b"{}")["title"] == "Alien"
+    assert harness.trending(keys.region_segment("eu")) == {b"10": 1.0, b"20": 1.0}
+    assert harness.trending(keys.GLOBAL_SEGMENT) == {b"10": 2.0, b"20": 2.0}
+
+
+def test_redelivering_a_batch_changes_nothing(harness: Harness) -> None:
+    batch = kinesis_event(mixed_batch())
+    ingest(harness, batch)
+    before = harness.state()
+
+    assert ingest(harness, batch) == []
+    assert harness.state() == before
+
+
+def test_the_same_event_twice_in_one_batch_counts_once(harness: Harness) -> None:
+    rating = event_payload("rating", 1, user_id="u9", movie_id=5, rating=3.0)
+    ingest(harness, kinesis_event([rating, rating]))
+
+    user = harness.mongo["users"].find_one({"_id": "u9"})
+    assert user is not None
+    assert user["counts"] == {"rating": 1}
+    assert harness.trending(keys.GLOBAL_SEGMENT) == {b"5": 1.0}
+
+
+def test_poison_records_are_dead_lettered_and_the_batch_succeeds(harness: Harness) -> None:
+    poison = {
+        "undecodable": b"\xff\xfe not json",
+        "invalid_schema": event_payload("rating", 1, rating=9.0),
+        "unknown_type": json.dumps({"type": "teleport", "event_id": "x"}).encode(),
+        "oversize": event_payload("search", 2, query="q") + b" " * 70_000,
+    }
+    good = event_payload("rating", 3, user_id="u5", movie_id=7)
+    assert ingest(harness, kinesis_event([*poison.values(), good])) == []
+    parked = {message["reason"]: message for message in harness.dead_letters()}
+    assert set(parked) == set(poison)
+    for reason, payload in poison.items():
+        assert parked[reason]["payload_bytes"] == len(payload)
+        assert parked[reason]["source"] == "kinesis"
+    assert "rating" in parked["invalid_schema"]["detail"]
+    assert harness.mongo["events"].count_documents({}) == 1
+
+
+def test_kafka_batches_are_ingested_too(harness: Harness) -> None:
+    assert ingest(harness, kafka_event(mixed_batch()[:6])) == []
+    assert harness.mongo["events"].count_documents({}) == 6
+    assert harness.redis.smembers(keys.seen("u1")) == {b"10", b"20"}
+
+
+def test_out_of_order_profile_updates_keep_the_newest_value(harness: Harness) -> None:
+    newer = event_payload("profile", 5, user_id="u3", region="APAC")
+    older = event_payload("signup", 1, user_id="u3", region="EU")
+    ingest(harness, kinesis_event([newer]))
+    ingest(harness, kinesis_event([older]))
+
+    user = harness.mongo["users"].find_one({"_id": "u3"})
+    assert user is not None
+    assert user["profile"]["region"] == "apac"
+    assert harness.redis.hget(keys.profile("u3"), "region") == b"apac"
+
+
+def test_a_retired_movie_is_marked_in_both_stores(harness: Harness) -> None:
+    ingest(harness, kinesis_event([event_payload("movie_upsert", 1, movie_id=42, title="Gone")]))
+    ingest(harness, kinesis_event([event_payload("movie_retire", 2, movie_id=42)]))
+
+    movie = harness.mongo["movies"].find_one({"_id": 42})
+    assert movie is not None
+    assert movie["retired"] is True
+    assert movie["title"] == "Gone"
+    assert harness.redis.sismember(keys.RETIRED_MOVIES, "42")
+
+
+class StopAfterFirstInsert(pymongo.monitoring.CommandListener):
+    """Stops the server the moment the batch's raw events are stored: a crash in mid-batch."""
+
+    def __init__(self, server: MongoServer) -> None:
+        self.server = server
+        self.armed = True
+
+    def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: pymongo.monitoring.CommandSucceededEvent) -> None:
+        if self.armed and event.command_name == "insert":
+            self.armed = False
+            self.server.stop()
+
+    def failed(self, event: pymongo.monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def reference_state(harness: Harness, batch: dict[str, Any]) -> dict[str, Any]:
+    """The state after applying ``batch`` exactly once to empty stores."""
+    ingest(harness, batch)
+    return harness.state()
+
+
+def test_mongodb_dying_mid_batch_loses_nothing_and_applies_nothing_twice(
+    disposable_mongo: MongoServer, mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset: str
+) -> None:
+    batch = kinesis_event(mixed_batch())
+    expected = reference_state(
+        build_harness(mongo_uri, mongo_database_name, redis_url, aws_endpoint=aws_reset), batch
+    )
+    listener = StopAfterFirstInsert(disposable_mongo)
+    harness = build_harness(
+        disposable_mongo.uri, "faults", redis_url, aws_endpoint=aws_reset, mongo_listeners=[listener]
+    )
+    harness.redis.flushall()
+
+    failed = ingest(harness, batch)
+
+    assert not listener.armed, "the server was stopped during the batch"
+    assert failed == [sequence_of(batch, i) for i in range(10)]
+    disposable_mongo.start()
+    assert harness.mongo["events"].count_documents({}) == 10, "raw events written before the crash survive"
+
+    assert ingest(harness, batch) == []
+    assert harness.state() == expected
+    assert ingest(harness, batch) == []
+    assert harness.state() == expected
+
+
+def test_redis_down_fails_the_batch_and_redelivery_completes_it(
+    disposable_redis: RedisServer, mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset: str
+) -> None:
+    batch = kinesis_event(mixed_batch())
+    expected = reference_state(
+        build_harness(mongo_uri, "reference_" + mongo_database_name, redis_url, aws_endpoint=aws_reset), batch
+    )
+    harness = build_harness(mongo_uri, mongo_database_name, disposable_redis.url, aws_endpoint=aws_reset)
+    disposable_redis.stop()
+
+    failed = ingest(harness, batch)
+
+    assert failed == [sequence_of(batch, i) for i in range(10)]
+    assert harness.mongo["events"].count_documents({}) == 10, "MongoDB took the batch before Redis failed"
+    disposable_redis.start()
+    assert ingest(harness, batch) == []
+    assert harness.state() == expected
+    harness.mongo.client.drop_database("reference_" + mongo_database_name)

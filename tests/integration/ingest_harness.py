@@ -18,7 +18,7 @@ from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from tests.support import BASE_TIME
 
 TRENDING = TrendingPolicy(bucket_seconds=3600, buckets_kept=24 * 365 * 10)  # keep test-era buckets
-NOW = BASE_TIME.timestamp() + 86_400  # a day after the first test event: all are recent
+NOW = BASE_TIME.timestamp() + 400 * 86_400  # after every test event; TRENDING keeps them all "recent"
 
 
 @dataclass
@@ -70,6 +70,8 @@ class Harness:
                 cache[name] = sorted(self.redis.smembers(key))
             elif kind == "zset":
                 cache[name] = self.redis.zrange(key, 0, -1, withscores=True)
+            elif kind == "list":  # pending attributions: a multiset, order carries no meaning
+                cache[name] = sorted(self.redis.lrange(key, 0, -1))
             elif kind == "hash":
                 cache[name] = dict(sorted(self.redis.hgetall(key).items()))
             else:

@@ -80,6 +80,12 @@ def profile(user_id: str) -> str:
     return f"{PREFIX}:u:{{{user_id}}}:profile"
 
 
+def unattributed(user_id: str) -> str:
+    """List of ``movie_id:epoch`` engagements applied before the user's region was known. They join
+    regional trending once the region arrives, so a late sign-up event changes nothing in the end."""
+    return f"{PREFIX}:u:{{{user_id}}}:unattributed"
+
+
 def applied_events(user_id: str) -> str:
     """Sorted set: event id -> apply time for the user's recent events, so that redelivered events do
     not count twice in trending. Trimmed by age."""

@@ -80,7 +80,7 @@ class EventDocuments:
             now = datetime.now(UTC)
             duplicates = _bulk(self._db[EVENTS], [InsertOne(_event_document(e, now)) for e in events])
             _bulk(self._db[USERS], _user_operations(events, profiles))
-            _bulk(self._db[MOVIES], [_movie_operation(change) for change in movies])
+            _bulk(self._db[MOVIES], [op for change in movies for op in _movie_operations(change)])
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
         return WriteOutcome(stored=len(events) - len(duplicates), duplicates=len(duplicates))
@@ -149,21 +149,24 @@ def _user_operations(events: Sequence[Event], profiles: Sequence[ProfileChange])
     return operations
 
 
-def _movie_operation(change: MovieChange) -> UpdateOne:
-    fields: dict[str, Any] = {"retired": change.retired, "version": change.version}
+def _movie_operations(change: MovieChange) -> list[UpdateOne]:
+    """Status and metadata are separate last-writer-wins registers (see realtime._APPLY_MOVIE)."""
+    operations = [_newer_than("status_version", change.movie_id, change.version, {"retired": change.retired})]
     if not change.retired:
-        fields |= {
+        metadata = {
             "title": change.title,
             "genres": list(change.genres),
             "year": change.year,
             "cast": list(change.cast),
             "plot": change.plot,
         }
+        operations.append(_newer_than("metadata_version", change.movie_id, change.version, metadata))
+    return operations
+
+
+def _newer_than(version_field: str, movie_id: int, version: str, fields: Document) -> UpdateOne:
     return UpdateOne(
-        {
-            "_id": change.movie_id,
-            "$or": [{"version": {"$lt": change.version}}, {"version": {"$exists": False}}],
-        },
-        {"$set": fields},
+        {"_id": movie_id, "$or": [{version_field: {"$lt": version}}, {version_field: {"$exists": False}}]},
+        {"$set": fields | {version_field: version}},
         upsert=True,
     )

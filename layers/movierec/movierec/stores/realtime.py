@@ -22,32 +22,44 @@ from movierec import keys
 from movierec.errors import StoreUnavailableError
 from movierec.ingest.effects import Engagement, MovieChange, ProfileChange
 
+UNATTRIBUTED_CAP = 500
+"""Engagements kept per user while their region is unknown (new users, before sign-up lands)."""
+
+# KEYS: applied, seen, recent, stale, profile, unattributed.
 # ARGV: now, applied_ttl, recent_len, then (event_id, movie_id, occurred_at) triples.
 # Returns: {region or false, new_flag_1, new_flag_2, ...}
 _APPLY_ENGAGEMENTS = """
-local applied, seen, recent, stale, profile = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local applied, seen, recent, stale = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local profile, unattributed = KEYS[5], KEYS[6]
 local now, ttl, recent_len = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', applied, '-inf', now - ttl)
-local flags = {}
+local region = redis.call('HGET', profile, 'region')  -- false when unknown
+local flags = {region}
 local latest = tonumber(redis.call('GET', stale) or '0')
 for i = 4, #ARGV, 3 do
   local event_id, movie_id, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  flags[#flags + 1] = redis.call('ZADD', applied, 'NX', now, event_id)
+  local is_new = redis.call('ZADD', applied, 'NX', now, event_id)
+  flags[#flags + 1] = is_new
+  if is_new == 1 and not region then
+    redis.call('RPUSH', unattributed, movie_id .. ':' .. ARGV[i + 2])
+  end
   redis.call('SADD', seen, movie_id)
   redis.call('ZADD', recent, 'GT', at, movie_id)
   if at > latest then latest = at end
 end
 redis.call('ZREMRANGEBYRANK', recent, 0, -(recent_len + 1))
-redis.call('SET', stale, string.format('%.3f', latest))
-for _, key in ipairs({applied, seen, recent, stale}) do redis.call('EXPIRE', key, ttl) end
-local region = redis.call('HGET', profile, 'region')
-table.insert(flags, 1, region)
+redis.call('LTRIM', unattributed, -%(unattributed_cap)d, -1)
+redis.call('SET', stale, string.format('%%.3f', latest))
+for _, key in ipairs({applied, seen, recent, stale, unattributed}) do redis.call('EXPIRE', key, ttl) end
 return flags
 """
 
-# ARGV: version, then field/value pairs. A field changes only if this version is newer than its own.
+# KEYS: profile, unattributed. ARGV: version, then field/value pairs. A field changes only if this
+# version is newer than its own. When the user gets a region for the first time, returns it with the
+# engagements that were waiting for it: {region, "movie:epoch", ...}; otherwise {}.
 _APPLY_PROFILE = """
 local version = ARGV[1]
+local had_region = redis.call('HEXISTS', KEYS[1], 'region') == 1
 for i = 2, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   local current = redis.call('HGET', KEYS[1], field .. '@v')
@@ -55,19 +67,30 @@ for i = 2, #ARGV, 2 do
     redis.call('HSET', KEYS[1], field, value, field .. '@v', version)
   end
 end
-return 1
+if had_region or redis.call('HEXISTS', KEYS[1], 'region') == 0 then return {} end
+local waiting = redis.call('LRANGE', KEYS[2], 0, -1)
+redis.call('DEL', KEYS[2])
+table.insert(waiting, 1, redis.call('HGET', KEYS[1], 'region'))
+return waiting
 """
 
 # KEYS: movies, versions, retired. ARGV: movie_id, version, retired (0/1), metadata JSON.
+# Metadata and status are separate last-writer-wins registers, so a retire and an upsert arriving in
+# either order end the same way: the newest metadata, and the newest of the two statuses.
 _APPLY_MOVIE = """
-local current = redis.call('HGET', KEYS[2], ARGV[1])
-if current and current >= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-if ARGV[3] == '1' then
-  redis.call('SADD', KEYS[3], ARGV[1])
-else
-  redis.call('SREM', KEYS[3], ARGV[1])
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+local movie, version = ARGV[1], ARGV[2]
+local status_field = movie .. ':status'
+local status_version = redis.call('HGET', KEYS[2], status_field)
+if (not status_version) or status_version < version then
+  redis.call('HSET', KEYS[2], status_field, version)
+  if ARGV[3] == '1' then redis.call('SADD', KEYS[3], movie) else redis.call('SREM', KEYS[3], movie) end
+end
+if ARGV[3] == '0' then
+  local metadata_version = redis.call('HGET', KEYS[2], movie)
+  if (not metadata_version) or metadata_version < version then
+    redis.call('HSET', KEYS[2], movie, version)
+    redis.call('HSET', KEYS[1], movie, ARGV[4])
+  end
 end
 return 1
 """
@@ -90,7 +113,9 @@ class RealtimeState:
         self._redis = client
         self._recent_length = recent_length
         self._applied_ttl = applied_ttl_seconds
-        self._apply_engagements = client.register_script(_APPLY_ENGAGEMENTS)
+        self._apply_engagements = client.register_script(
+            _APPLY_ENGAGEMENTS % {"unattributed_cap": UNATTRIBUTED_CAP}
+        )
         self._apply_profile = client.register_script(_APPLY_PROFILE)
         self._apply_movie = client.register_script(_APPLY_MOVIE)
 
@@ -126,7 +151,9 @@ class RealtimeState:
             args: list[str | int] = [change.version]
             for field, value in change.fields.items():
                 args += [field, value]
-            self._apply_profile(keys=[keys.profile(change.user_id)], args=args, client=pipe)
+            self._apply_profile(
+                keys=[keys.profile(change.user_id), keys.unattributed(change.user_id)], args=args, client=pipe
+            )
         for movie in movies:
             metadata = json.dumps(
                 {"title": movie.title, "genres": list(movie.genres), "year": movie.year},
@@ -149,32 +176,58 @@ class RealtimeState:
                     keys.recent(user_id),
                     keys.stale(user_id),
                     keys.profile(user_id),
+                    keys.unattributed(user_id),
                 ],
                 args=args,
                 client=pipe,
             )
         results = pipe.execute()
+        per_profile = results[: len(profiles)]
         per_user = results[len(profiles) + len(movies) :]
 
-        newest_bucket = int(now // trending.bucket_seconds)
-        oldest_bucket = newest_bucket - trending.buckets_kept + 1
-        ttl = trending.bucket_seconds * trending.buckets_kept
+        counts = _TrendingCounts(trending, now)
+        for waiting in per_profile:
+            if waiting:  # a first region arrived: count the engagements that waited for it
+                segment = keys.region_segment(waiting[0].decode())
+                for entry in waiting[1:]:
+                    movie_id, at = entry.decode().split(":", 1)
+                    counts.add(segment, int(movie_id), float(at))
         counted = 0
-        pipe = self._redis.pipeline(transaction=False)
         for user_id, flags in zip(users, per_user, strict=True):
             region = flags[0].decode() if flags[0] else None
             for item, is_new in zip(by_user[user_id], flags[1:], strict=True):
                 if not is_new:
                     continue
                 counted += 1
-                bucket = int(item.occurred_at // trending.bucket_seconds)
-                if not oldest_bucket <= bucket <= newest_bucket:
-                    continue  # too old (or clock-skewed into the future) to matter for "trending now"
-                segments = [keys.GLOBAL_SEGMENT] + ([keys.region_segment(region)] if region else [])
-                for segment in segments:
-                    key = keys.trending(segment, bucket)
-                    pipe.zincrby(key, 1, item.movie_id)
-                    pipe.expire(key, ttl)
-        if pipe.command_stack:
-            pipe.execute()
+                counts.add(keys.GLOBAL_SEGMENT, item.movie_id, item.occurred_at)
+                if region:
+                    counts.add(keys.region_segment(region), item.movie_id, item.occurred_at)
+        counts.write(self._redis)
         return RealtimeOutcome(new_engagements=counted, duplicate_engagements=len(engagements) - counted)
+
+
+class _TrendingCounts:
+    """Increments for one batch, summed per key so the second round trip stays small."""
+
+    def __init__(self, policy: TrendingPolicy, now: float) -> None:
+        self._policy = policy
+        self._newest = int(now // policy.bucket_seconds)
+        self._increments: dict[tuple[str, int], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+
+    def add(self, segment: str, movie_id: int, occurred_at: float) -> None:
+        bucket = int(occurred_at // self._policy.bucket_seconds)
+        if self._newest - self._policy.buckets_kept < bucket <= self._newest:
+            self._increments[(segment, bucket)][movie_id] += 1
+        # else: too old (or clock-skewed into the future) to matter for "trending now"
+
+    def write(self, client: redis.Redis) -> None:
+        if not self._increments:
+            return
+        ttl = self._policy.bucket_seconds * self._policy.buckets_kept
+        pipe = client.pipeline(transaction=False)
+        for (segment, bucket), movies in self._increments.items():
+            key = keys.trending(segment, bucket)
+            for movie_id, count in movies.items():
+                pipe.zincrby(key, count, movie_id)
+            pipe.expire(key, ttl)
+        pipe.execute()

@@ -1,0 +1,212 @@
+"""The recommend chain against real Redis: every tier, real-time freshness, outages, half publishes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import redis
+
+from infra.local.servers import RedisServer
+from movierec import keys
+from movierec.ingest.effects import Engagement, ProfileChange
+from movierec.publication import Item, MovieInfo
+from movierec.recommend.service import Recommender, ServingPolicy, Tier, UnknownGenreError
+from movierec.recommend.snapshot import PopularitySnapshot
+from movierec.stores.blobs import BlobStore
+from movierec.stores.publication import PublicationStore
+from movierec.stores.realtime import RealtimeState, TrendingPolicy
+from movierec.stores.serving import ServingStore
+from training_job.publishing import publish
+
+CATALOGUE = {
+    1: MovieInfo("Alien", ("Horror", "Sci-Fi"), 1979),
+    2: MovieInfo("Amélie", ("Comedy", "Romance"), 2001),
+    3: MovieInfo("Heat", ("Crime",), 1995),
+    4: MovieInfo("Up", ("Animation",), 2009),
+    5: MovieInfo("Jaws", ("Horror",), 1975),
+}
+POLICY = ServingPolicy(deadline_ms=100, online_cache_ttl_seconds=60, trending_bucket_seconds=3600)
+
+
+def items(*movie_ids: int) -> list[Item]:
+    return [Item(m, 1.0 / rank, *vars_of(CATALOGUE[m])) for rank, m in enumerate(movie_ids, start=1)]
+
+
+def vars_of(info: MovieInfo) -> tuple[str, tuple[str, ...], int | None]:
+    return info.title, info.genres, info.year
+
+
+@pytest.fixture
+def blobs(aws_reset: str) -> BlobStore:
+    boto3.client("s3").create_bucket(Bucket="artifacts")
+    return BlobStore("artifacts")
+
+
+def publish_version(
+    client: redis.Redis, blobs: BlobStore, personal: dict[str, list[Item]] | None = None
+) -> str:
+    popularity = {keys.GLOBAL_SEGMENT: items(1, 2, 3, 4, 5), keys.region_segment("eu"): items(2, 4, 1, 3, 5)}
+    return publish(
+        PublicationStore(client),
+        blobs,
+        popularity,
+        iter((personal or {}).items()),
+        CATALOGUE,
+        data_cutoff=time.time() - 60,
+        grace_seconds=60,
+    ).version
+
+
+def recommender(client: redis.Redis, snapshot: PopularitySnapshot | None = None) -> Recommender:
+    return Recommender(ServingStore(client), snapshot or PopularitySnapshot(), POLICY)
+
+
+def sign_up(client: redis.Redis, user_id: str, region: str) -> None:
+    state = RealtimeState(client, recent_length=10, applied_ttl_seconds=3600)
+    state.apply(
+        [], [ProfileChange(user_id, {"region": region}, "v1")], [], TrendingPolicy(3600, 24), time.time()
+    )
+
+
+def engage(client: redis.Redis, user_id: str, movie_id: int, event_id: str) -> None:
+    state = RealtimeState(client, recent_length=10, applied_ttl_seconds=3600)
+    now = time.time()
+    state.apply(
+        [Engagement(event_id, user_id, movie_id, now, "watch")], [], [], TrendingPolicy(3600, 24), now
+    )
+
+
+def test_a_user_in_a_region_gets_that_regions_popular_movies(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    version = publish_version(redis_client, blobs)
+    sign_up(redis_client, "ana", "EU")
+
+    result = recommender(redis_client).recommend("ana", k=3)
+
+    assert result.tier is Tier.REGIONAL_POPULAR
+    assert [i.movie_id for i in result.items] == [2, 4, 1]
+    assert result.model_version == version
+    assert result.items[0].title == "Amélie"
+
+
+def test_a_user_without_a_region_gets_global_popularity(redis_client: redis.Redis, blobs: BlobStore) -> None:
+    publish_version(redis_client, blobs)
+
+    result = recommender(redis_client).recommend("nobody", k=2)
+
+    assert result.tier is Tier.GLOBAL_POPULAR
+    assert [i.movie_id for i in result.items] == [1, 2]
+    assert [f.reason for f in result.fallbacks if f.tier is Tier.REGIONAL_POPULAR] == ["no region"]
+
+
+def test_a_precomputed_list_is_served_minus_what_was_watched_since(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    publish_version(redis_client, blobs, {"bo": items(5, 3, 1, 2)})
+    service = recommender(redis_client)
+    assert [i.movie_id for i in service.recommend("bo", k=2).items] == [5, 3]
+
+    engage(redis_client, "bo", 5, "e-1")
+    after = service.recommend("bo", k=2)
+
+    # The watch is newer than the published list, so the list is stale: the chain moves on, and
+    # movie 5 is excluded everywhere.
+    assert 5 not in [i.movie_id for i in after.items]
+    assert [f.reason for f in after.fallbacks if f.tier is Tier.PERSONALIZED] == ["stale"]
+
+
+def test_seen_movies_leave_popular_lists_in_real_time(redis_client: redis.Redis, blobs: BlobStore) -> None:
+    publish_version(redis_client, blobs)
+    service = recommender(redis_client)
+    engage(redis_client, "cy", 1, "e-2")
+
+    assert [i.movie_id for i in service.recommend("cy", k=2).items] == [2, 3]
+
+
+def test_genre_filter_and_unknown_genres(redis_client: redis.Redis, blobs: BlobStore) -> None:
+    publish_version(redis_client, blobs)
+    service = recommender(redis_client)
+
+    assert [i.movie_id for i in service.recommend("dee", k=5, genre="Horror").items] == [1, 5]
+    with pytest.raises(UnknownGenreError):
+        service.recommend("dee", k=5, genre="Polka")
+
+
+def test_anonymous_popular_by_region(redis_client: redis.Redis, blobs: BlobStore) -> None:
+    publish_version(redis_client, blobs)
+    service = recommender(redis_client)
+
+    assert service.popular("EU", k=2).tier is Tier.REGIONAL_POPULAR
+    assert service.popular("Atlantis", k=2).tier is Tier.GLOBAL_POPULAR
+    assert service.popular(None, k=2).tier is Tier.GLOBAL_POPULAR
+
+
+def test_trending_now_lifts_a_movie_into_popular_lists(redis_client: redis.Redis, blobs: BlobStore) -> None:
+    publish_version(redis_client, blobs)
+    for n in range(50):
+        engage(redis_client, f"fan{n}", 5, f"t-{n}")
+
+    ranked = [i.movie_id for i in recommender(redis_client).popular(None, k=5).items]
+
+    assert ranked[0] == 5, "fifty watches this hour outrank yesterday's batch popularity"
+
+
+def test_a_publish_that_died_half_way_leaves_the_old_version_serving(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    old = publish_version(redis_client, blobs)
+    store = PublicationStore(redis_client)
+    writer = store.begin("20991231T000000000Z", time.time())
+    writer.put_popularity({keys.GLOBAL_SEGMENT: items(5, 4)})  # ...and the job dies here
+
+    result = recommender(redis_client).recommend("eve", k=2)
+
+    assert store.current_version() == old
+    assert [i.movie_id for i in result.items] == [1, 2]
+    new = publish_version(redis_client, blobs)
+    assert not list(redis_client.scan_iter("mr:v:20991231T000000000Z:*")), "the next publish cleans up"
+    assert redis_client.ttl(keys.popularity(old, keys.GLOBAL_SEGMENT)) > 0, "the old version expires"
+    assert store.current_version() == new
+
+
+@pytest.fixture
+def fragile_redis(disposable_redis: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(disposable_redis.url, socket_timeout=0.05, socket_connect_timeout=0.05)
+    yield client
+    client.close()
+
+
+def test_redis_dying_mid_test_falls_back_to_the_snapshot(
+    fragile_redis: redis.Redis, disposable_redis: RedisServer, blobs: BlobStore
+) -> None:
+    publish_version(fragile_redis, blobs)
+    service = recommender(fragile_redis)
+    assert service.recommend("fay", k=2).tier is Tier.GLOBAL_POPULAR  # also warms the in-memory snapshot
+
+    disposable_redis.stop()
+    result = service.recommend("fay", k=2)
+
+    assert result.tier is Tier.SNAPSHOT
+    assert [i.movie_id for i in result.items] == [1, 2]
+    assert result.fallbacks[0].reason == "store unavailable"
+
+
+def test_the_bundled_snapshot_serves_a_cold_container_when_redis_is_down(
+    fragile_redis: redis.Redis, disposable_redis: RedisServer, blobs: BlobStore, tmp_path: Path
+) -> None:
+    publish_version(fragile_redis, blobs)
+    bundled = blobs.get("snapshots/popularity.json")
+    assert bundled is not None
+    path = tmp_path / "snapshot.json"
+    path.write_bytes(bundled)
+    disposable_redis.stop()
+
+    result = recommender(fragile_redis, PopularitySnapshot.load(path)).recommend("gus", k=3, genre="Horror")
+
+    assert result.tier is Tier.SNAPSHOT
+    assert [i.movie_id for i in result.items] == [1, 5]

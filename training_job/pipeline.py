@@ -10,17 +10,23 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aws_lambda_powertools.metrics import MetricUnit
+
+from movierec.artifact import ModelArtifact, load
 from movierec.config import TrainingSettings
-from movierec.observability import logger
+from movierec.data.dataset import Dataset
+from movierec.observability import MetricName, logger, metrics
 from movierec.publication import Item
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
 from movierec.stores.mongo import connect_mongo
 from movierec.stores.publication import PublicationStore
 from movierec.stores.training_source import read_dataset, retired_movies
-from training_job.publishing import compute_popularity, movie_infos, publish
+from training_job.publishing import active_users, compute_popularity, movie_infos, publish, top_n_lists
 
 EXIT_GATE_REJECTED = 3
 
@@ -36,10 +42,84 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     settings = TrainingSettings()
-    return run(settings, cutoff=args.cutoff, popularity_only=args.popularity_only)
+    with metrics_flushed():
+        return run(
+            settings,
+            cutoff=args.cutoff,
+            popularity_only=args.popularity_only,
+            budget_seconds=args.budget_seconds,
+        )
 
 
-def run(settings: TrainingSettings, cutoff: datetime | None = None, popularity_only: bool = False) -> int:
+@contextmanager
+def metrics_flushed() -> Iterator[None]:
+    """Outside Lambda nothing flushes Powertools metrics for us: print the EMF document at the end."""
+    try:
+        yield
+    finally:
+        if metrics.metric_set:
+            metrics.flush_metrics()
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    artifact: ModelArtifact
+    artifact_uri: str
+    metrics: dict[str, float]
+
+
+def train_model(
+    dataset: Dataset,
+    cutoff: datetime | None,
+    store: PublicationStore,
+    blobs: BlobStore,
+    budget_seconds: float,
+) -> ModelOutputs | None:
+    """Fit, evaluate and gate NeuMF; store the run's report and features whatever the verdict.
+
+    Returns None when the gate keeps the published model.
+    """
+    from training_job.fit import FitConfig, fit  # torch is imported only when a model is trained
+
+    current = store.current_version()
+    manifest = store.manifest(current) if current else None
+    previous = manifest.metrics if manifest and manifest.model_version else None
+    result = fit(dataset, FitConfig(budget_seconds=budget_seconds), cutoff=cutoff, previous_metrics=previous)
+    run_prefix = f"runs/{time.strftime('%Y-%m-%d', time.gmtime())}/{result.model_version}/"
+    for name, body in result.report_files.items():
+        blobs.put(run_prefix + "report/" + name, body, _content_type(name))
+    for name, body in result.feature_files.items():
+        blobs.put(run_prefix + "features/" + name, body, "application/vnd.apache.parquet")
+    logger.info(
+        "model evaluated",
+        extra={
+            "model_version": result.model_version,
+            "metrics": result.metrics,
+            "baselines": result.baselines,
+            "gate": result.gate.reason,
+            "report": blobs.uri(run_prefix + "report/report.html"),
+        },
+    )
+    if not result.gate.passed:
+        metrics.add_metric(name=MetricName.GATE_REJECTED, unit=MetricUnit.Count, value=1)
+        logger.error("quality gate kept the published model", extra={"reason": result.gate.reason})
+        return None
+    uri = blobs.put(f"models/{result.model_version}/model.npz", result.artifact_bytes)
+    return ModelOutputs(load(result.artifact_bytes), uri, result.metrics)
+
+
+def _content_type(name: str) -> str:
+    return {"html": "text/html", "png": "image/png", "json": "application/json"}.get(
+        name.rsplit(".", 1)[-1], "application/octet-stream"
+    )
+
+
+def run(
+    settings: TrainingSettings,
+    cutoff: datetime | None = None,
+    popularity_only: bool = False,
+    budget_seconds: float = 600.0,
+) -> int:
     started = time.perf_counter()
     database = connect_mongo(settings)
     redis_client = connect_redis(settings)
@@ -61,18 +141,32 @@ def run(settings: TrainingSettings, cutoff: datetime | None = None, popularity_o
         return EXIT_GATE_REJECTED
 
     popularity = compute_popularity(dataset, retired, as_of=data_cutoff)
+    catalogue = movie_infos(dataset)
     recommendations: Iterator[tuple[str, list[Item]]] = iter(())
+    model: ModelOutputs | None = None
     if not popularity_only:
-        logger.info("model training is not wired in yet; publishing popularity")
+        model = train_model(dataset, cutoff, store, blobs, budget_seconds)
+        if model is None:
+            return EXIT_GATE_REJECTED
+        users = active_users(dataset, data_cutoff, settings.active_user_days)
+        recommendations = top_n_lists(model.artifact, dataset, users, catalogue, retired, settings.top_n)
     publication = publish(
         store,
         blobs,
         popularity,
         recommendations,
-        movie_infos(dataset),
+        catalogue,
         data_cutoff=data_cutoff,
         grace_seconds=settings.publish_grace_seconds,
+        model_version=model.artifact.metadata.model_version if model else None,
+        artifact_uri=model.artifact_uri if model else None,
+        metrics=model.metrics if model else None,
     )
+    if model is not None:
+        metrics.add_metric(name=MetricName.MODEL_PUBLISHED, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name=MetricName.MODEL_NDCG_AT_10, unit=MetricUnit.NoUnit, value=model.metrics.get("ndcg@10", 0.0)
+        )
     logger.info(
         "published",
         extra={

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from movierec import keys
+from movierec.artifact import ModelArtifact
 from movierec.data.dataset import Dataset
 from movierec.popularity import PopularityConfig, RankedList, segment_popularity
 from movierec.publication import Item, Manifest, MovieInfo, new_version_id
@@ -112,3 +113,70 @@ def publish(
     )
     replaced = store.commit(writer, manifest, grace_seconds, now)
     return Publication(version, replaced, sorted(popularity), users_published, snapshot_uri)
+
+
+def active_users(dataset: Dataset, as_of: float, days: int) -> list[int]:
+    """Row indexes of users with an interaction in the last ``days`` before ``as_of``."""
+    interactions = dataset.interactions
+    recent = interactions.timestamp >= as_of - days * 86_400
+    return sorted(set(np.unique(interactions.user[recent]).tolist()))
+
+
+def top_n_lists(
+    artifact: ModelArtifact,
+    dataset: Dataset,
+    users: list[int],
+    catalogue: Mapping[int, MovieInfo],
+    exclude_movies: set[int],
+    n: int,
+    retrieval_candidates: int = 200,
+    batch_size: int = 512,
+) -> Iterator[tuple[str, list[Item]]]:
+    """Precomputed lists, in batches of users, never a full users x movies matrix in memory.
+
+    Stage one retrieves candidates by the GMF dot product (one matrix product per batch); stage two
+    re-ranks them with the full NeuMF. Seen, retired and unnamed movies are excluded.
+    """
+    interactions = dataset.interactions
+    # The dataset's movie rows and the artifact's movie indexes differ; map through the external ids.
+    to_artifact = np.full(len(dataset.movies), -1, dtype=np.int64)
+    for row, movie_id in enumerate(dataset.movies.ids):
+        index = artifact.movie_index(int(movie_id))
+        if index is not None:
+            to_artifact[row] = index
+    never = np.zeros(artifact.n_movies, dtype=bool)
+    for index, movie_id in enumerate(artifact.movie_ids):
+        never[index] = int(movie_id) in exclude_movies or int(movie_id) not in catalogue
+
+    order = np.argsort(interactions.user, kind="stable")
+    starts = np.searchsorted(interactions.user[order], np.arange(len(dataset.users) + 1))
+    width = min(retrieval_candidates, artifact.n_movies)
+    for first in range(0, len(users), batch_size):
+        rows = [
+            u
+            for u in users[first : first + batch_size]
+            if artifact.user_index(dataset.users.ids[u]) is not None
+        ]
+        if not rows:
+            continue
+        model_users = np.asarray([artifact.user_index(dataset.users.ids[u]) for u in rows], dtype=np.int64)
+        scores = artifact.user_gmf_weighted[model_users] @ artifact.item_gmf.T
+        scores[:, never] = -np.inf
+        for i, row in enumerate(rows):
+            seen = to_artifact[interactions.movie[order[starts[row] : starts[row + 1]]]]
+            scores[i, seen[seen >= 0]] = -np.inf
+        candidates = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+        logits = artifact.logits_many(model_users, candidates)
+        logits[~np.isfinite(np.take_along_axis(scores, candidates, axis=1))] = -np.inf
+        ranked = np.argsort(-logits, axis=1, kind="stable")[:, :n]
+        for i, row in enumerate(rows):
+            chosen = candidates[i, ranked[i]]
+            keep = np.isfinite(logits[i, ranked[i]])
+            items = []
+            for index, logit in zip(chosen[keep], logits[i, ranked[i]][keep], strict=True):
+                movie_id = int(artifact.movie_ids[index])
+                info = catalogue[movie_id]
+                items.append(
+                    Item(movie_id, float(1 / (1 + np.exp(-logit))), info.title, info.genres, info.year)
+                )
+            yield dataset.users.ids[row], items

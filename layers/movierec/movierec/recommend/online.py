@@ -1,0 +1,94 @@
+"""Online scoring over the exported model: two stages, retrieval by dot product then NeuMF re-ranking.
+
+The artifact is fetched from S3 once per model version and kept for the container's life; a failed load
+means "no model" for that version (the chain falls back) and is retried after a pause, not per request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import numpy as np
+
+from movierec.artifact import ModelArtifact, UserVector, load
+from movierec.errors import StoreUnavailableError
+from movierec.observability import logger
+from movierec.stores.blobs import BlobStore
+from movierec.stores.serving import ServingStore
+
+RETRIEVAL_CANDIDATES = 200
+RELOAD_PAUSE_SECONDS = 30.0
+
+
+class ArtifactScorer:
+    def __init__(self, artifact: ModelArtifact, retrieval_candidates: int = RETRIEVAL_CANDIDATES) -> None:
+        self.artifact = artifact
+        self.model_version = artifact.metadata.model_version
+        self._retrieval = retrieval_candidates
+
+    def rank(
+        self, user_id: str, recent: list[int], exclude: frozenset[int], n: int
+    ) -> list[tuple[int, float]]:
+        user: int | UserVector | None = self.artifact.user_index(user_id)
+        if user is None:
+            user = self.artifact.fold_in(recent)  # unknown to the model: start from what they just watched
+        if user is None:
+            return []
+        excluded = self.artifact.movie_indexes(exclude)
+        candidates = self.artifact.retrieve(user, self._retrieval, excluded)
+        if len(candidates) == 0:
+            return []
+        scores = self.artifact.score(user, candidates)
+        order = np.argsort(-scores, kind="stable")[:n]
+        movie_ids = self.artifact.movie_ids[candidates[order]]
+        return [(int(m), float(s)) for m, s in zip(movie_ids, scores[order], strict=True)]
+
+    def similar(self, movie_id: int, n: int) -> list[tuple[int, float]] | None:
+        if self.artifact.movie_index(movie_id) is None:
+            return None
+        movie_ids, similarity = self.artifact.similar(movie_id, n)
+        return [(int(m), float(s)) for m, s in zip(movie_ids, similarity, strict=True)]
+
+
+class ScorerCache:
+    """``scorer(version)`` for the recommender: the published version's model, loaded once."""
+
+    def __init__(
+        self, store: ServingStore, blobs: BlobStore, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store = store
+        self._blobs = blobs
+        self._clock = clock
+        self._loaded: tuple[str, ArtifactScorer] | None = None  # (artifact uri, scorer)
+        self._failed: dict[str, float] = {}  # artifact uri -> when loading last failed
+
+    def __call__(self, version: str) -> ArtifactScorer | None:
+        manifest = self._store.manifest(version)
+        uri = manifest.artifact_uri if manifest else None
+        if uri is None:
+            return None
+        if self._loaded and self._loaded[0] == uri:
+            return self._loaded[1]
+        failed_at = self._failed.get(uri)
+        if failed_at is not None and self._clock() - failed_at < RELOAD_PAUSE_SECONDS:
+            return None
+        try:
+            scorer = ArtifactScorer(load(self._fetch(uri)))
+        except (StoreUnavailableError, ValueError, KeyError, OSError) as error:
+            self._failed[uri] = self._clock()
+            logger.warning("model artifact unavailable", extra={"uri": uri, "error": str(error)})
+            return None
+        self._loaded = (uri, scorer)
+        logger.info("model artifact loaded", extra={"uri": uri, "model_version": scorer.model_version})
+        return scorer
+
+    def _fetch(self, uri: str) -> bytes:
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or parsed.netloc != self._blobs.bucket:
+            raise ValueError(f"artifact {uri} is not in the artifact bucket s3://{self._blobs.bucket}")
+        body = self._blobs.get(parsed.path.lstrip("/"))
+        if body is None:
+            raise ValueError(f"artifact {uri} does not exist")
+        return body

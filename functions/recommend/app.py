@@ -1,6 +1,8 @@
-"""Recommend Lambda: the HTTP API. Routes parse and validate, call the recommender, respond."""
+"""Recommend Lambda: the HTTP API. Routes parse and validate, call the recommender, respond.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: Powertools reads the route signatures at runtime to
+validate requests and to generate the OpenAPI document.
+"""
 
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -26,6 +28,10 @@ Genre = Annotated[str | None, Query(pattern=api.GENRE_PATTERN, description="Only
 
 
 class UnauthorizedError(Exception):
+    pass
+
+
+class UnknownMovieError(Exception):
     pass
 
 
@@ -55,10 +61,10 @@ def get_popular(
 
 @app.get("/v1/movies/<movie_id>/similar", summary="Movies similar to this one")
 @tracer.capture_method
-def get_similar(movie_id: Annotated[int, Path(ge=1)], k: K = 10) -> api.SimilarMovies | Response[Any]:
+def get_similar(movie_id: Annotated[int, Path(ge=1)], k: K = 10) -> api.SimilarMovies:
     items = recommender.similar(movie_id, k)
     if items is None:
-        return _error(HTTPStatus.NOT_FOUND, "unknown_movie", f"movie {movie_id} is not known to the model")
+        raise UnknownMovieError(movie_id)
     return api.SimilarMovies(movie_id=movie_id, items=[api.movie(item) for item in items])
 
 
@@ -80,6 +86,11 @@ def bad_request(error: RequestValidationError) -> Response[Any]:
 @app.exception_handler(UnknownGenreError)
 def unknown_genre(error: UnknownGenreError) -> Response[Any]:
     return _error(HTTPStatus.BAD_REQUEST, "unknown_genre", f"unknown genre {error}")
+
+
+@app.exception_handler(UnknownMovieError)
+def unknown_movie(error: UnknownMovieError) -> Response[Any]:
+    return _error(HTTPStatus.NOT_FOUND, "unknown_movie", f"movie {error} is not known to the model")
 
 
 @app.exception_handler(UnauthorizedError)

@@ -1,0 +1,297 @@
+"""``python -m infra.local demo``: the whole product on one machine, end to end.
+
+Local cloud up -> data (seeded synthetic, or a MovieLens release) -> events on the Kinesis stream ->
+the ingest function via the event-source-mapping poller -> the training job -> the recommend API on
+127.0.0.1:3000, with real requests printed as ``curl`` lines a person can repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from infra.local.apigw import HttpApiServer, local_jwt
+from infra.local.bootstrap import bootstrap
+from infra.local.errors import UsageError
+from infra.local.runner import LocalApp
+from infra.local.servers import MongoServer, MotoServer, RedisServer, choose_mongo_backend
+from infra.local.template import DEFAULT_TEMPLATE, training_environment
+from movierec.data.dataset import Dataset
+from movierec.data.movielens import MovieLensFormatError, load_movielens
+from movierec.data.publisher import publish
+from movierec.data.synthetic import SyntheticConfig, generate
+from movierec.events import EventType, SignupEvent, dump_event
+from movierec.stores.stream import KinesisStream
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NEW_USER = "newcomer-1"
+
+# Small enough to run start to finish in a few minutes on two cores, large enough to be interesting.
+DEMO_DATA = SyntheticConfig(seed=7, n_users=800, n_movies=400, n_events=30_000, n_regions=5)
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("demo", help="the whole product end to end", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="exit after the sample requests")
+    parser.add_argument(
+        "--movielens",
+        default=os.environ.get("MOVIELENS"),
+        help="a MovieLens release folder instead of synthetic data (or MOVIELENS=PATH)",
+    )
+    parser.add_argument("--port", type=int, default=3000, help="the API's port (default: %(default)s)")
+    parser.add_argument("--budget-seconds", type=float, default=90.0, help="tuning and training budget")
+    parser.set_defaults(func=demo_command)
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A one-line counter on a terminal; occasional lines in a log."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < (0.2 if self.tty else 5.0):
+            return
+        self.last = now
+        line = f"    {self.label}: {done:,}/{total:,} ({100 * done // max(total, 1)}%)"
+        print(
+            ("\r" + line) if self.tty else line,
+            end="" if self.tty and done < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    with ExitStack() as cleanup:
+        say("starting the local cloud: Redis, MongoDB (wire server), moto on free ports")
+        environ = start_cloud(cleanup)
+        cleanup.enter_context(patched_environ(environ))
+        resources = bootstrap(environ["AWS_ENDPOINT_URL"], DEFAULT_TEMPLATE)
+        say(
+            f"created the template's resources: stream {resources.stream_name}, "
+            f"bucket {resources.bucket_name}"
+        )
+
+        dataset = load_data(args.movielens)
+        say(
+            f"data: {dataset.name}: {len(dataset.users):,} users, {len(dataset.movies):,} movies, "
+            f"{len(dataset.interactions):,} interactions"
+        )
+        stream = KinesisStream(resources.stream_name)
+        sent = publish(dataset, stream, progress=Progress("published to Kinesis"))
+        say(f"published {sent:,} events to {resources.stream_name}")
+
+        app = LocalApp(DEFAULT_TEMPLATE, environ=environ)
+        ingest(app, "ingesting through the event-source-mapping poller")
+
+        say("running the training job (python -m training_job train): popularity, NeuMF, gate, publish")
+        status = run_training(app, args.budget_seconds)
+        if status not in {0, 3}:
+            raise UsageError(f"the training job failed with exit status {status}; see its log above")
+
+        newcomer_region = most_common_region(dataset)
+        if newcomer_region:
+            sign_up(stream, NEW_USER, newcomer_region)
+            ingest(app, f"a new user {NEW_USER} signs up in region {newcomer_region!r}")
+
+        server = start_api(app, args.port, cleanup)
+        say(f"the API is listening on {server.url}")
+        show_requests(
+            server.url, known_user(dataset), NEW_USER if newcomer_region else None, dataset, newcomer_region
+        )
+        if args.once:
+            return 0
+        say("serving until Ctrl-C")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            say("stopping")
+    return 0
+
+
+# ---- the steps ------------------------------------------------------------------------------------------
+
+
+def start_cloud(cleanup: ExitStack) -> dict[str, str]:
+    redis = cleanup.enter_context(RedisServer())
+    backend = choose_mongo_backend()
+    mongo_uri = (
+        os.environ["MONGODB_URI"]
+        if backend == "external"
+        else cleanup.enter_context(MongoServer(backend=backend)).uri
+    )
+    moto = cleanup.enter_context(MotoServer())
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": moto.url,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "REDIS_URL": redis.url,
+        "MONGODB_URI": mongo_uri,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+
+
+@contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    """boto3 in this process (the publisher's stream) must reach the same moto as the functions."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def load_data(movielens: str | None) -> Dataset:
+    if movielens:
+        try:
+            return load_movielens(Path(movielens))
+        except MovieLensFormatError as error:
+            raise UsageError(str(error)) from error
+    # Recent timestamps, so "trending now" and recency matter; whole hours keep a day's runs identical.
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return generate(replace(DEMO_DATA, start=end - timedelta(days=120), end=end))
+
+
+def ingest(app: LocalApp, what: str) -> None:
+    say(what)
+    poller = app.poller()
+    poller.log = lambda line: None  # the demo prints a summary instead of a line per batch
+    started = time.monotonic()
+    stats = poller.drain()
+    say(f"    {stats.summary()} in {time.monotonic() - started:.1f}s")
+
+
+def run_training(app: LocalApp, budget_seconds: float) -> int:
+    environment, _ = training_environment(app.stack, app.cloud, environ=app.environ)
+    argv = [sys.executable, "-m", "training_job", "train", "--budget-seconds", str(budget_seconds)]
+    completed = subprocess.run(argv, cwd=REPO_ROOT, env={**app.environ, **environment}, check=False)
+    return completed.returncode
+
+
+def most_common_region(dataset: Dataset) -> str | None:
+    regions = Counter(region for region in dataset.users.region if region)
+    return regions.most_common(1)[0][0] if regions else None
+
+
+def known_user(dataset: Dataset) -> str:
+    """The most active user: the one whose recommendations are most obviously personal."""
+    counts = Counter(dataset.interactions.user.tolist())
+    return dataset.users.ids[counts.most_common(1)[0][0]]
+
+
+def sign_up(stream: KinesisStream, user_id: str, region: str) -> None:
+    event = SignupEvent(
+        type=EventType.SIGNUP,
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"movierec-demo/{user_id}"),
+        occurred_at=datetime.now(UTC),
+        user_id=user_id,
+        region=region,
+    )
+    stream.put([(dump_event(event), user_id)])
+
+
+def start_api(app: LocalApp, port: int, cleanup: ExitStack) -> HttpApiServer:
+    try:
+        server = HttpApiServer(app.gateway(), "127.0.0.1", port)
+    except OSError as error:
+        raise UsageError(f"cannot listen on 127.0.0.1:{port} ({error.strerror}); pass --port") from error
+    threading.Thread(target=server.serve_forever, name="start-api", daemon=True).start()
+    cleanup.callback(server.server_close)
+    cleanup.callback(server.shutdown)
+    return server
+
+
+# ---- the sample requests ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    title: str
+    path: str
+    user: str | None = None
+
+
+def show_requests(
+    base_url: str, known: str, newcomer: str | None, dataset: Dataset, region: str | None
+) -> None:
+    samples = [
+        Sample(f"personalised recommendations for a known user ({known})", "/v1/recommendations?k=5", known),
+        Sample(
+            "the same user, one genre only", f"/v1/recommendations?k=3&genre={first_genre(dataset)}", known
+        ),
+    ]
+    if newcomer:
+        samples.append(
+            Sample(f"a brand-new user in region {region!r} (cold start)", "/v1/recommendations?k=5", newcomer)
+        )
+    samples += [
+        Sample("popular for an anonymous visitor", f"/v1/popular?k=5&region={region or ''}"),
+        Sample("movies similar to the known user's top pick", "/v1/movies/{similar}/similar?k=3"),
+        Sample("no identity", "/v1/recommendations"),
+        Sample("an out-of-range parameter", "/v1/recommendations?k=500", known),
+        Sample("health", "/health"),
+    ]
+    top_pick: int | None = None
+    for sample in samples:
+        path = sample.path.replace("{similar}", str(top_pick or int(dataset.movies.ids[0])))
+        headers = {"Authorization": f"Bearer {local_jwt({'sub': sample.user})}"} if sample.user else {}
+        status, body = get(base_url + path, headers)
+        if top_pick is None and status == 200 and body.get("items"):
+            top_pick = int(body["items"][0]["movie_id"])
+        curl = f"curl -s '{base_url}{path}'" + "".join(f" -H '{k}: {v}'" for k, v in headers.items())
+        print(f"\n# {sample.title}\n$ {curl}\n{status} {summarise(body)}", flush=True)
+
+
+def first_genre(dataset: Dataset) -> str:
+    genres = Counter(g for movie_genres in dataset.movies.genres for g in movie_genres)
+    return "Drama" if "Drama" in genres else genres.most_common(1)[0][0]
+
+
+def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def summarise(body: dict[str, Any]) -> str:
+    if "items" not in body:
+        return json.dumps(body)
+    head = {k: v for k, v in body.items() if k != "items"}
+    lines = [json.dumps(head)]
+    for item in body["items"]:
+        lines.append(
+            f"    {item['movie_id']:>6}  {item['score']:.3f}  {item['title']}  ({', '.join(item['genres'])})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""The recommend API through the local runner's Lambda host, with the canonical sample events."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import redis
+
+from infra.local.bootstrap import bootstrap
+from infra.local.runner import LocalApp
+from infra.local.template import DEFAULT_TEMPLATE
+from movierec import keys
+from movierec.publication import Item, MovieInfo
+from movierec.stores.blobs import BlobStore
+from movierec.stores.publication import PublicationStore
+from training_job.publishing import publish
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+CATALOGUE = {1: MovieInfo("Alien", ("Horror",), 1979), 2: MovieInfo("Heat", ("Crime",), 1995)}
+
+
+def sample(name: str, **query: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    if query:
+        event = copy.deepcopy(event)
+        event["queryStringParameters"] = query
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
+    return event
+
+
+def with_user(event: dict[str, Any], user_id: str) -> dict[str, Any]:
+    event = copy.deepcopy(event)
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = user_id
+    return event
+
+
+def with_path(event: dict[str, Any], movie_id: str) -> dict[str, Any]:
+    event = copy.deepcopy(event)
+    event["pathParameters"] = {"movie_id": movie_id}
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/v1/movies/{movie_id}/similar"
+    return event
+
+
+@pytest.fixture
+def api(redis_client: redis.Redis, redis_url: str, aws_reset: str) -> LocalApp:
+    resources = bootstrap(aws_reset, DEFAULT_TEMPLATE)
+    bucket = resources.bucket_name
+    lists = {
+        keys.GLOBAL_SEGMENT: [
+            Item(1, 0.6, "Alien", ("Horror",), 1979),
+            Item(2, 0.4, "Heat", ("Crime",), 1995),
+        ]
+    }
+    personal = {
+        "42": [Item(2, 0.9, "Heat", ("Crime",), 1995)],
+        "7": [Item(1, 0.8, "Alien", ("Horror",), 1979)],
+    }
+    publish(
+        PublicationStore(redis_client),
+        BlobStore(bucket, boto3.client("s3")),
+        lists,
+        iter(personal.items()),
+        CATALOGUE,
+        data_cutoff=time.time(),
+        grace_seconds=60,
+    )
+    return LocalApp(DEFAULT_TEMPLATE, environ={"REDIS_URL": redis_url, "AWS_ENDPOINT_URL": aws_reset})
+
+
+def call(api: LocalApp, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    response = api.invoke("RecommendFunction", event)
+    return int(response["statusCode"]), json.loads(response["body"])
+
+
+def test_a_signed_in_user_gets_their_own_list(api: LocalApp) -> None:
+    status, body = call(api, with_user(sample("http-recommendations", k="1"), "42"))
+
+    assert status == 200
+    assert body["source"] == "personalized"
+    assert [m["movie_id"] for m in body["items"]] == [2]
+    assert body["items"][0] == {
+        "movie_id": 2,
+        "title": "Heat",
+        "genres": ["Crime"],
+        "year": 1995,
+        "score": 0.9,
+    }
+    assert body["recommendation_id"]
+    assert body["model_version"]
+
+
+def test_one_user_cannot_read_another_users_list(api: LocalApp) -> None:
+    """The user is the token's subject; a user id smuggled into the query changes nothing."""
+    event = with_user(sample("http-recommendations", k="1", user_id="7", sub="7"), "42")
+
+    status, body = call(api, event)
+
+    assert status == 200
+    assert [m["movie_id"] for m in body["items"]] == [2]
+
+
+def test_no_identity_is_401(api: LocalApp) -> None:
+    status, body = call(api, sample("http-recommendations-anonymous"))
+
+    assert status == 401
+    assert body["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ({"k": "0"}, "invalid_request"),
+        ({"k": "101"}, "invalid_request"),
+        ({"k": "ten"}, "invalid_request"),
+        ({"genre": "<script>"}, "invalid_request"),
+        ({"genre": "Polka"}, "unknown_genre"),
+    ],
+)
+def test_bad_parameters_are_400_with_a_clear_error(api: LocalApp, query: dict[str, str], error: str) -> None:
+    status, body = call(api, with_user(sample("http-recommendations", **query), "42"))
+
+    assert status == 400
+    assert body["error"] == error
+    assert body["message"]
+
+
+def test_popular_is_public(api: LocalApp) -> None:
+    status, body = call(api, sample("http-popular", k="2"))
+
+    assert status == 200
+    assert body["source"] == "global_popular"
+    assert [m["movie_id"] for m in body["items"]] == [1, 2]
+
+
+def test_similar_movies_of_an_unknown_movie_is_404_and_a_malformed_id_400(api: LocalApp) -> None:
+    assert call(api, with_path(sample("http-similar"), "999"))[0] == 404
+    assert call(api, with_path(sample("http-similar"), "abc"))[0] == 400
+
+
+def test_health_reports_the_published_version(api: LocalApp) -> None:
+    status, body = call(api, sample("http-health"))
+
+    assert status == 200
+    assert body["status"] == "ok"
+    assert body["published_version"]

@@ -1,0 +1,298 @@
+"""A docker-free ``sam local``: invoke, start-api, a Kinesis poller and run-job, driven by template.yaml.
+
+Functions run in this process (see ``infra/local/host.py``) with the environment the template gives
+them, resolved for the local stack and pointed at the local cloud. docs/local-runner.md has the details
+and where this differs from AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from infra.local.apigw import Cors, HttpApiGateway, HttpApiServer
+from infra.local.bootstrap import aws_client
+from infra.local.errors import UsageError
+from infra.local.host import FunctionHost, FunctionHosts, HandlerError
+from infra.local.kinesis import KinesisPoller, PollStats
+from infra.local.template import (
+    DEFAULT_TEMPLATE,
+    REPO_ROOT,
+    STACK_NAME,
+    LocalCloud,
+    Stack,
+    local_environment,
+    read_env_vars_file,
+    state_dir_for,
+    training_environment,
+)
+
+POLL_INTERVAL_S = 1.0
+
+
+# ---- shared plumbing -----------------------------------------------------------------------------------
+
+
+class LocalApp:
+    """The template, the local cloud and the function hosts: what every command starts from."""
+
+    def __init__(
+        self,
+        template_path: Path = DEFAULT_TEMPLATE,
+        *,
+        stack_name: str = STACK_NAME,
+        parameters: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.template_path = template_path
+        self.state_dir = state_dir_for(template_path)
+        self.environ = dict(os.environ if environ is None else environ)
+        self.cloud = LocalCloud.load(self.state_dir, self.environ)
+        self.stack = Stack.load(
+            template_path,
+            stack_name=stack_name,
+            parameters=parameters,
+            endpoint_url=self.cloud.aws_endpoint_url,
+        )
+        self.env_vars = dict(env_vars or {})
+        self.hosts = FunctionHosts(self.host)
+
+    def host(self, function_id: str) -> FunctionHost:
+        spec = self.stack.function(function_id)
+        environment = local_environment(spec, self.cloud, environ=self.environ, overrides=self.env_vars)
+        return FunctionHost(spec, environment)
+
+    def invoke(self, function_id: str, event: Any) -> Any:
+        return self.hosts.get(function_id).invoke(event)
+
+    def gateway(self, *, log: Any = None) -> HttpApiGateway:
+        routes = self.stack.routes()
+        if not routes:
+            raise UsageError(f"{self.template_path.name} has no HttpApi routes to serve")
+        cors = self.stack.http_api_cors()
+
+        def report(function_id: str, error: BaseException) -> None:
+            detail = error.payload if isinstance(error, HandlerError) else {"errorMessage": str(error)}
+            print(f"{function_id}: {json.dumps(detail)}", file=sys.stderr)
+
+        return HttpApiGateway(
+            routes,
+            self.invoke,
+            cors=Cors(**cors) if cors is not None else None,
+            on_error=report,
+        )
+
+    def poller(self, function_id: str | None = None, *, batch_size: int | None = None) -> KinesisPoller:
+        sources = self.stack.kinesis_sources(function_id)
+        if not sources:
+            where = function_id or self.template_path.name
+            raise UsageError(f"{where} has no Kinesis event source")
+        if len(sources) > 1:
+            names = ", ".join(sorted({s.function_id for s in sources}))
+            raise UsageError(f"several functions read Kinesis ({names}); pick one with --function")
+        source = sources[0]
+        if not source.enabled:
+            print(
+                f"note: {source.function_id}'s Kinesis mapping is disabled by the template's parameters",
+                file=sys.stderr,
+            )
+        spec = self.stack.function(source.function_id)
+        host = self.hosts.get(source.function_id)
+        endpoint = self.cloud.aws_endpoint_url
+        return KinesisPoller(
+            source,
+            host.invoke,
+            kinesis=aws_client("kinesis", endpoint),
+            sqs=aws_client("sqs", endpoint),
+            state_dir=self.state_dir,
+            function_arn=spec.arn,
+            invoke_identity_arn=spec.role_arn,
+            batch_size=batch_size,
+        )
+
+
+def _parameters(pairs: Sequence[str]) -> dict[str, str]:
+    parameters = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator or not name:
+            raise UsageError(f"--parameter-overrides takes Name=Value pairs, not {pair!r}")
+        parameters[name] = value
+    return parameters
+
+
+def _app(args: argparse.Namespace) -> LocalApp:
+    env_vars = read_env_vars_file(Path(args.env_vars)) if getattr(args, "env_vars", None) else None
+    return LocalApp(
+        Path(args.template),
+        stack_name=args.stack_name,
+        parameters=_parameters(args.parameter_overrides or []),
+        env_vars=env_vars,
+    )
+
+
+def read_event(path: str | None) -> Any:
+    """The event for ``invoke``: a JSON file, ``-`` for stdin, or ``{}`` when none is given (as sam does)."""
+    if path is None:
+        return {}
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot read event file {path}: {error.strerror}") from error
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"event file {path} is not valid JSON: {error}") from error
+
+
+# ---- commands ---------------------------------------------------------------------------------------------
+
+
+def invoke_command(args: argparse.Namespace) -> int:
+    event = read_event(args.event)
+    app = _app(args)
+    app.stack.function(args.function)  # an unknown name fails here, before anything loads
+    try:
+        result = app.invoke(args.function, event)
+    except HandlerError as error:
+        print(json.dumps(error.payload))
+        return 1
+    print(json.dumps(result, default=str))
+    return 0
+
+
+def start_api_command(args: argparse.Namespace) -> int:
+    app = _app(args)
+    gateway = app.gateway()
+    try:
+        server = HttpApiServer(
+            gateway, args.host, args.port, access_log=lambda line: print(line, file=sys.stderr)
+        )
+    except OSError as error:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port} ({error.strerror}); pick another with --port"
+        ) from error
+    print(
+        f"Serving {len(gateway.routes)} routes of {app.template_path.name} on {server.url}", file=sys.stderr
+    )
+    for route in gateway.routes:
+        access = "public" if route.authorizer is None else f"{route.authorizer_type} ({route.authorizer})"
+        print(f"  {route.route_key:<40} -> {route.function_id} [{access}]", file=sys.stderr)
+    print("JWT signatures are NOT verified locally. Ctrl-C stops.", file=sys.stderr)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
+def poll_command(args: argparse.Namespace) -> int:
+    app = _app(args)
+    poller = app.poller(args.function, batch_size=args.batch_size)
+    if args.until_idle:
+        stats = poller.drain()
+        print(json.dumps(stats.__dict__))
+        print(stats.summary(), file=sys.stderr)
+        return 0
+    print(
+        f"Polling {poller.source.stream_name} for {poller.source.function_id}; Ctrl-C stops.", file=sys.stderr
+    )
+    total = PollStats()
+    try:
+        while True:
+            stats = poller.drain()
+            if stats.invocations:
+                print(stats.summary(), file=sys.stderr)
+            total.add(stats)
+            time.sleep(args.interval)  # the mapping's polling cadence, not a synchronisation
+    except KeyboardInterrupt:
+        print(total.summary(), file=sys.stderr)
+        return 0
+
+
+def run_job_command(args: argparse.Namespace) -> int:
+    app = _app(args)
+    job_args = list(args.job_args)
+    if job_args[:1] == ["--"]:
+        job_args = job_args[1:]
+    environment, command = training_environment(app.stack, app.cloud, environ=app.environ)
+    argv = [sys.executable, "-m", "training_job", *(job_args or command or ["train"])]
+    print(f"run-job {args.job}: {' '.join(argv[1:])}", file=sys.stderr)
+    completed = subprocess.run(argv, cwd=REPO_ROOT, env={**app.environ, **environment}, check=False)
+    return completed.returncode
+
+
+# ---- registration ---------------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser, *, env_vars: bool = True) -> None:
+    parser.add_argument("-t", "--template", default=str(DEFAULT_TEMPLATE), help="default: %(default)s")
+    parser.add_argument("--stack-name", default=STACK_NAME, help="default: %(default)s")
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help="template parameters, as for sam deploy",
+    )
+    if env_vars:
+        parser.add_argument(
+            "-n",
+            "--env-vars",
+            metavar="FILE",
+            help='JSON {"Parameters": {...}, "<LogicalId>": {...}}, as for sam',
+        )
+
+
+def register(commands: Any) -> None:
+    """Add invoke, start-api, poll and run-job to ``python -m infra.local``."""
+    invoke = commands.add_parser(
+        "invoke", help="run one function's handler on an event, like sam local invoke"
+    )
+    invoke.add_argument("function", help="the function's logical id in template.yaml, e.g. IngestFunction")
+    invoke.add_argument(
+        "-e", "--event", metavar="EVENT.json", help="event file ('-' reads stdin; default {})"
+    )
+    _common(invoke)
+    invoke.set_defaults(func=invoke_command)
+
+    api = commands.add_parser("start-api", help="serve the HttpApi routes locally, like sam local start-api")
+    api.add_argument("-p", "--port", type=int, default=3000)
+    api.add_argument("--host", default="127.0.0.1")
+    _common(api)
+    api.set_defaults(func=start_api_command)
+
+    poll = commands.add_parser(
+        "poll", help="feed the Kinesis stream to its function, like the event-source mapping"
+    )
+    poll.add_argument(
+        "--function", help="the consuming function (default: the only one with a Kinesis event)"
+    )
+    poll.add_argument("--batch-size", type=int, help="override the template's BatchSize")
+    poll.add_argument(
+        "--until-idle", action="store_true", help="drain the stream, print the stats as JSON and exit"
+    )
+    poll.add_argument("--interval", type=float, default=POLL_INTERVAL_S, help="seconds between polls")
+    _common(poll)
+    poll.set_defaults(func=poll_command)
+
+    job = commands.add_parser(
+        "run-job",
+        help="run the training container's entrypoint as a local process",
+        description="Options (-t, --stack-name ...) go before the job name: run-job -t T training -- ARGS",
+    )
+    job.add_argument("job", choices=["training"])
+    job.add_argument(
+        "job_args",
+        nargs=argparse.REMAINDER,
+        help="everything after the job name (and an optional --) goes to python -m training_job",
+    )
+    _common(job, env_vars=False)
+    job.set_defaults(func=run_job_command)

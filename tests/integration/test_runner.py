@@ -1,0 +1,209 @@
+"""The local runner against real servers: bootstrap and the poller on moto in server mode, start-api
+over real sockets, and ``python -m infra.local`` as a process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from infra.local import runner
+from infra.local.apigw import HttpApiServer, local_jwt
+from infra.local.bootstrap import bootstrap
+from infra.local.errors import UsageError
+from infra.local.template import DEFAULT_TEMPLATE
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_APP = REPO_ROOT / "tests" / "fixtures" / "runner_app"
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "app"
+    shutil.copytree(FIXTURE_APP, target)
+    return target
+
+
+def client(service: str, endpoint: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")  # type: ignore[call-overload]
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    runner.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except UsageError as error:
+        print(f"error: {error}")
+        return 2
+    return status
+
+
+# ---- bootstrap ----------------------------------------------------------------------------------------
+
+
+def test_bootstrap_creates_what_the_template_names_and_is_idempotent(aws_reset: str) -> None:
+    first = bootstrap(
+        aws_reset, DEFAULT_TEMPLATE, secret_values={"MongoDbSecret": "mongodb://db.local:27017/x"}
+    )
+    second = bootstrap(aws_reset, DEFAULT_TEMPLATE)
+    assert first == second
+    summary = client("kinesis", aws_reset).describe_stream_summary(StreamName=first.stream_name)
+    assert summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+    assert summary["StreamDescriptionSummary"]["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+    s3 = client("s3", aws_reset)
+    for bucket in (first.bucket_name, first.dead_letter_bucket_name):
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert first.dead_letter_queue_url is not None
+    assert first.dead_letter_queue_url.endswith(f"/123456789012/{first.dead_letter_queue_name}")
+    secrets = client("secretsmanager", aws_reset)
+    # The second run kept the value the first one set.
+    mongo = secrets.get_secret_value(SecretId=first.mongodb_secret_name)["SecretString"]
+    assert mongo == "mongodb://db.local:27017/x"
+    assert secrets.get_secret_value(SecretId=first.redis_auth_secret_name)["SecretString"]
+
+
+def test_bootstrap_reports_an_unreachable_endpoint_in_one_line() -> None:
+    with pytest.raises(UsageError, match=r"cannot reach http://127\.0\.0\.1:9"):
+        bootstrap("http://127.0.0.1:9", DEFAULT_TEMPLATE)
+
+
+# ---- poll --until-idle --------------------------------------------------------------------------------
+
+
+def test_poll_until_idle_drains_the_stream_through_the_template_function(
+    aws_reset: str, app_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = app_dir / "template.yaml"
+    resources = bootstrap(aws_reset, template)
+    kinesis = client("kinesis", aws_reset)
+    for body in ({"id": 1}, {"id": 2, "fail": 99}, {"id": 3}):
+        kinesis.put_record(StreamName=resources.stream_name, Data=json.dumps(body).encode(), PartitionKey="k")
+
+    assert run_cli(["poll", "--until-idle", "-t", str(template)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["records_processed"] == 1
+    assert stats["records_dead_lettered"] == 2
+    checkpoints = list((app_dir / ".local" / "kinesis").glob("*--StreamFunction.json"))
+    assert len(checkpoints) == 1
+
+    messages = client("sqs", aws_reset).receive_message(QueueUrl=resources.dead_letter_queue_url)["Messages"]
+    assert json.loads(messages[0]["Body"])["KinesisBatchInfo"]["batchSize"] == 2
+
+    kinesis.put_record(StreamName=resources.stream_name, Data=b'{"id": 4}', PartitionKey="k")
+    assert run_cli(["poll", "--until-idle", "--batch-size", "1", "-t", str(template)]) == 0
+    assert json.loads(capsys.readouterr().out)["records_processed"] == 1
+
+
+def test_poll_without_a_stream_says_to_start_the_cloud(aws_reset: str, app_dir: Path) -> None:
+    assert run_cli(["poll", "--until-idle", "-t", str(app_dir / "template.yaml")]) == 2
+
+
+# ---- start-api ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing here calls AWS
+    app = runner.LocalApp(app_dir / "template.yaml")
+    server = HttpApiServer(app.gateway(), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_start_api_serves_public_and_protected_routes(api: str) -> None:
+    public = requests.get(f"{api}/public?x=1", timeout=10)
+    assert public.status_code == 201
+    assert public.headers["x-fixture"] == "yes"
+    event = public.json()["event"]
+    assert event["routeKey"] == "GET /public"
+    assert event["queryStringParameters"] == {"x": "1"}
+    assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+
+    assert requests.get(f"{api}/items/5", timeout=10).status_code == 401
+    bad = requests.get(f"{api}/items/5", headers={"Authorization": "Bearer not.a.jwt"}, timeout=10)
+    assert (bad.status_code, bad.json()) == (401, {"message": "Unauthorized"})
+
+    token = local_jwt({"sub": "user-7"})
+    good = requests.get(f"{api}/items/5", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert good.status_code == 201
+    event = good.json()["event"]
+    assert event["pathParameters"] == {"item_id": "5"}
+    assert event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] == "user-7"
+    # The exact route wins over the path variable, and it is public.
+    assert requests.get(f"{api}/items/latest", timeout=10).json()["event"]["routeKey"] == "GET /items/latest"
+
+
+def test_start_api_translates_responses_and_errors(api: str) -> None:
+    missing = requests.get(f"{api}/nowhere", timeout=10)
+    assert (missing.status_code, missing.json()) == (404, {"message": "Not Found"})
+    binary = requests.get(f"{api}/files/binary", timeout=10)
+    assert binary.content == b"\x00\x01\x02"
+    assert binary.headers["content-type"] == "application/octet-stream"
+    assert binary.cookies.get("a") == "1"
+    assert requests.get(f"{api}/files/plain", timeout=10).json() == {"plain": True}
+    boom = requests.delete(f"{api}/files/boom", timeout=10)
+    assert (boom.status_code, boom.json()) == (500, {"message": "Internal Server Error"})
+    posted = requests.post(
+        f"{api}/echo",
+        json={"a": 1},
+        headers={"Authorization": f"Bearer {local_jwt({'sub': '1'})}"},
+        timeout=10,
+    )
+    assert posted.json()["event"]["body"] == '{"a": 1}'
+    preflight = requests.options(
+        f"{api}/echo",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_start_api_on_a_busy_port_is_a_usage_error(app_dir: Path) -> None:
+    blocker = HttpApiServer(runner.LocalApp(app_dir / "template.yaml").gateway(), "127.0.0.1", 0)
+    try:
+        port = str(blocker.server_address[1])
+        assert run_cli(["start-api", "--port", port, "-t", str(app_dir / "template.yaml")]) == 2
+    finally:
+        blocker.server_close()
+
+
+# ---- as a process -------------------------------------------------------------------------------------
+
+
+def test_python_m_infra_local_invoke_exit_statuses(app_dir: Path) -> None:
+    def invoke(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "infra.local", "invoke", *argv, "-t", str(app_dir / "template.yaml")]
+        return subprocess.run(
+            command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    ok = invoke("ApiFunction", "-e", str(app_dir / "events" / "plain.json"))
+    assert (ok.returncode, json.loads(ok.stdout)) == (0, {"plain": True})
+    crashed = invoke("BrokenFunction", "-e", str(app_dir / "events" / "crash.json"))
+    assert crashed.returncode == 1
+    assert json.loads(crashed.stdout)["errorType"] == "ValueError"
+    unknown = invoke("Nope")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().count("\n") == 0
+    assert "no function 'Nope'" in unknown.stderr
+    malformed = invoke("ApiFunction", "-e", str(app_dir / "events" / "malformed.json"))
+    assert (malformed.returncode, malformed.stdout) == (2, "")

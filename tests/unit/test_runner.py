@@ -1,0 +1,695 @@
+"""The docker-free runner: HTTP API emulation, function hosting, the CLI's errors and the Kinesis
+event-source-mapping emulator (against moto in-process), using the tiny app in tests/fixtures/runner_app."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra.local import runner
+from infra.local.apigw import (
+    AuthError,
+    Cors,
+    HttpApiGateway,
+    HttpRequest,
+    bearer_claims,
+    gateway_claims,
+    gateway_response,
+    local_jwt,
+    match_route,
+)
+from infra.local.errors import UsageError
+from infra.local.host import FunctionHost, HandlerError
+from infra.local.kinesis import KinesisPoller, PollStats
+from infra.local.lambda_context import LambdaContext
+from infra.local.sample_events import EVENTS_DIR, build, render
+from infra.local.template import DEFAULT_TEMPLATE, LocalCloud, Route, Stack, local_environment
+from movierec.events import parse_event
+
+FIXTURE_APP = Path(__file__).resolve().parents[1] / "fixtures" / "runner_app"
+NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    """A private copy of the fixture app, so its .local/ state lands in tmp_path."""
+    target = tmp_path / "app"
+    shutil.copytree(FIXTURE_APP, target)
+    return target
+
+
+@pytest.fixture
+def stack(app_dir: Path) -> Stack:
+    return Stack.load(app_dir / "template.yaml", stack_name="fx")
+
+
+def host_for(stack: Stack, function_id: str, **cloud: str) -> FunctionHost:
+    spec = stack.function(function_id)
+    return FunctionHost(spec, local_environment(spec, LocalCloud(**cloud), environ={}))
+
+
+# ---- routes and tokens --------------------------------------------------------------------------------
+
+ROUTES = [
+    Route("GET", "/items/{item_id}", "F", "Jwt"),
+    Route("GET", "/items/latest", "F", None),
+    Route("ANY", "/files/{proxy+}", "F", None),
+    Route("GET", "/files/special", "G", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "function_path", "parameters"),
+    [
+        ("GET", "/items/7", "/items/{item_id}", {"item_id": "7"}),
+        ("GET", "/items/latest", "/items/latest", {}),
+        ("DELETE", "/files/a/b/c.txt", "/files/{proxy+}", {"proxy": "a/b/c.txt"}),
+        ("GET", "/files/special", "/files/special", {}),
+    ],
+)
+def test_routes_match_most_specific_first(
+    method: str, path: str, function_path: str, parameters: dict[str, str]
+) -> None:
+    matched = match_route(ROUTES, method, path)
+    assert matched is not None
+    assert matched.route.path == function_path
+    assert matched.path_parameters == parameters
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/items/7"), ("GET", "/items"), ("GET", "/files"), ("GET", "/")]
+)
+def test_unmatched_method_or_path_matches_nothing(method: str, path: str) -> None:
+    assert match_route(ROUTES, method, path) is None
+
+
+def test_a_default_route_catches_everything_else() -> None:
+    default = Route("ANY", "$default", "F", None)
+    matched = match_route([*ROUTES, default], "PUT", "/nowhere")
+    assert matched is not None
+    assert matched.route.route_key == "$default"
+
+
+def test_bearer_token_claims_decode_without_signature_check() -> None:
+    token = local_jwt({"sub": "42", "scope": "a b"}, now=NOW)
+    assert bearer_claims(f"Bearer {token}", now=NOW)["sub"] == "42"
+    assert bearer_claims(token, now=NOW)["sub"] == "42"  # API Gateway also takes a bare token
+    forged = token.rsplit(".", 1)[0] + ".c2lnbmF0dXJl"
+    assert bearer_claims(f"Bearer {forged}", now=NOW)["sub"] == "42"
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer abc", "Bearer a.b.c", "Bearer e30.bm90anNvbg.x", "Basic dXNlcjpwYXNz"],
+)
+def test_missing_or_undecodable_tokens_are_rejected(authorization: str | None) -> None:
+    with pytest.raises(AuthError):
+        bearer_claims(authorization, now=NOW)
+
+
+def test_expired_and_not_yet_valid_tokens_are_rejected() -> None:
+    with pytest.raises(AuthError, match="expired"):
+        bearer_claims(local_jwt({"sub": "1"}, ttl_s=60, now=NOW - 120), now=NOW)
+    with pytest.raises(AuthError, match="not yet valid"):
+        bearer_claims(local_jwt({"sub": "1", "nbf": NOW + 60}, now=NOW), now=NOW)
+
+
+def test_claims_reach_the_function_as_api_gateway_strings() -> None:
+    claims = gateway_claims({"sub": "42", "exp": 17, "admin": True, "groups": ["a", "b"], "obj": {"k": 1}})
+    assert claims == {"sub": "42", "exp": "17", "admin": "true", "groups": "[a b]", "obj": '{"k":1}'}
+
+
+# ---- the gateway --------------------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self, result: Any = None, error: Exception | None = None) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.result = result if result is not None else {"statusCode": 200, "body": "ok"}
+        self.error = error
+
+    def __call__(self, function_id: str, event: dict[str, Any]) -> Any:
+        self.events.append((function_id, event))
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def gateway(recorder: Recorder, **kwargs: Any) -> HttpApiGateway:
+    return HttpApiGateway(ROUTES, recorder, clock=lambda: NOW, **kwargs)
+
+
+def test_request_becomes_a_payload_v2_event() -> None:
+    recorder = Recorder()
+    token = local_jwt({"sub": "42", "roles": ["x", "y"]}, now=NOW)
+    request = HttpRequest(
+        "GET",
+        "/items/7",
+        "k=5&tag=a&tag=b&empty=",
+        [
+            ("Authorization", f"Bearer {token}"),
+            ("X-Multi", "1"),
+            ("x-multi", "2"),
+            ("Cookie", "a=1; b=2"),
+            ("User-Agent", "pytest"),
+        ],
+        source_ip="10.0.0.9",
+    )
+    response = gateway(recorder).handle(request, domain_name="localhost:3000")
+    assert response.status == 200
+    ((function_id, event),) = recorder.events
+    assert function_id == "F"
+    assert event["version"] == "2.0"
+    assert event["routeKey"] == "GET /items/{item_id}"
+    assert event["rawPath"] == "/items/7"
+    assert event["rawQueryString"] == "k=5&tag=a&tag=b&empty="
+    assert event["queryStringParameters"] == {"k": "5", "tag": "a,b", "empty": ""}
+    assert event["pathParameters"] == {"item_id": "7"}
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert event["headers"]["x-multi"] == "1,2"
+    assert "cookie" not in event["headers"]
+    assert event["isBase64Encoded"] is False
+    assert "body" not in event
+    context = event["requestContext"]
+    assert context["http"] == {
+        "method": "GET",
+        "path": "/items/7",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "10.0.0.9",
+        "userAgent": "pytest",
+    }
+    assert context["routeKey"] == event["routeKey"]
+    assert context["stage"] == "$default"
+    assert context["timeEpoch"] == int(NOW * 1000)
+    assert context["domainName"] == "localhost:3000"
+    assert context["requestId"]
+    assert context["authorizer"]["jwt"]["claims"]["sub"] == "42"
+    assert context["authorizer"]["jwt"]["claims"]["roles"] == "[x y]"
+    assert context["authorizer"]["jwt"]["scopes"] is None
+
+
+def test_public_routes_get_no_authorizer_context_and_bodies_keep_their_encoding() -> None:
+    recorder = Recorder()
+    gw = gateway(recorder)
+    gw.handle(
+        HttpRequest("POST", "/files/a.json", headers=[("content-type", "application/json")], body=b'{"a":1}')
+    )
+    gw.handle(HttpRequest("PUT", "/files/b.bin", headers=[("content-type", "image/png")], body=b"\x89PNG"))
+    text_event, binary_event = (event for _, event in recorder.events)
+    assert "authorizer" not in text_event["requestContext"]
+    assert (text_event["body"], text_event["isBase64Encoded"]) == ('{"a":1}', False)
+    assert binary_event["isBase64Encoded"] is True
+    assert base64.b64decode(binary_event["body"]) == b"\x89PNG"
+    assert "queryStringParameters" not in text_event
+    assert "pathParameters" in text_event
+
+
+@pytest.mark.parametrize(
+    "headers", [[], [("authorization", "Bearer nonsense")], [("authorization", "Bearer a.b.c")]]
+)
+def test_protected_route_without_a_usable_token_is_401(headers: list[tuple[str, str]]) -> None:
+    recorder = Recorder()
+    response = gateway(recorder).handle(HttpRequest("GET", "/items/7", headers=headers))
+    assert response.status == 401
+    assert json.loads(response.body) == {"message": "Unauthorized"}
+    assert recorder.events == []
+
+
+def test_unknown_route_is_404_not_found() -> None:
+    recorder = Recorder()
+    response = gateway(recorder).handle(HttpRequest("GET", "/nope"))
+    assert (response.status, json.loads(response.body)) == (404, {"message": "Not Found"})
+    assert recorder.events == []
+
+
+def test_route_scopes_are_enforced_with_403() -> None:
+    routes = [Route("GET", "/scoped", "F", "Jwt", scopes=("movies.read",))]
+    recorder = Recorder()
+    gw = HttpApiGateway(routes, recorder, clock=lambda: NOW)
+    without = local_jwt({"sub": "1", "scope": "other"}, now=NOW)
+    with_scope = local_jwt({"sub": "1", "scope": "other movies.read"}, now=NOW)
+    assert (
+        gw.handle(HttpRequest("GET", "/scoped", headers=[("authorization", f"Bearer {without}")])).status
+        == 403
+    )
+    assert (
+        gw.handle(HttpRequest("GET", "/scoped", headers=[("authorization", f"Bearer {with_scope}")])).status
+        == 200
+    )
+    assert recorder.events[0][1]["requestContext"]["authorizer"]["jwt"]["scopes"] == ["movies.read"]
+
+
+def test_unsupported_authorizer_types_refuse_rather_than_allow() -> None:
+    routes = [Route("GET", "/iam", "F", "AWS_IAM", authorizer_type="AWS_IAM")]
+    token = local_jwt({"sub": "1"}, now=NOW)
+    response = HttpApiGateway(routes, Recorder(), clock=lambda: NOW).handle(
+        HttpRequest("GET", "/iam", headers=[("authorization", f"Bearer {token}")])
+    )
+    assert response.status == 401
+
+
+def test_handler_errors_become_500_internal_server_error() -> None:
+    errors: list[str] = []
+    gw = gateway(Recorder(error=RuntimeError("boom")), on_error=lambda f, e: errors.append(f"{f}: {e}"))
+    response = gw.handle(HttpRequest("GET", "/items/latest"))
+    assert (response.status, json.loads(response.body)) == (500, {"message": "Internal Server Error"})
+    assert errors == ["F: boom"]
+
+
+def test_responses_translate_status_headers_cookies_and_base64() -> None:
+    response = gateway_response(
+        {
+            "statusCode": 201,
+            "headers": {"x-a": "1"},
+            "cookies": ["c=1; Path=/"],
+            "body": base64.b64encode(b"\x00\x01").decode(),
+            "isBase64Encoded": True,
+        }
+    )
+    assert response.status == 201
+    assert ("x-a", "1") in response.headers
+    assert ("set-cookie", "c=1; Path=/") in response.headers
+    assert response.body == b"\x00\x01"
+    plain = gateway_response({"hello": "world"})
+    assert (plain.status, json.loads(plain.body)) == (200, {"hello": "world"})
+    assert ("content-type", "application/json") in plain.headers
+    assert gateway_response({"statusCode": 204}).body == b""
+
+
+def test_cors_preflight_and_allowed_origins() -> None:
+    cors = Cors(
+        allow_origins=("https://app.example",), allow_headers=("authorization",), allow_methods=("GET",)
+    )
+    gw = gateway(Recorder(), cors=cors)
+    preflight = gw.handle(
+        HttpRequest(
+            "OPTIONS",
+            "/items/7",
+            headers=[("origin", "https://app.example"), ("access-control-request-method", "GET")],
+        )
+    )
+    assert preflight.status == 204
+    assert ("access-control-allow-origin", "https://app.example") in preflight.headers
+    other = gw.handle(HttpRequest("GET", "/items/latest", headers=[("origin", "https://evil.example")]))
+    assert all(name != "access-control-allow-origin" for name, _ in other.headers)
+
+
+# ---- hosting functions --------------------------------------------------------------------------------
+
+
+def test_host_runs_the_handler_with_its_environment_layers_and_context(stack: Stack) -> None:
+    before = dict(os.environ)
+    host = host_for(stack, "ApiFunction")
+    event = {"rawPath": "/x", "requestContext": {}}
+    result = host.invoke(event)
+    body = json.loads(result["body"])
+    assert result["statusCode"] == 201
+    assert body["greeting"] == "hello"
+    assert body["unknowable"] is None
+    assert body["layer"] == "from-the-layer"
+    assert body["function_name"] == "fx-ApiFunction"
+    assert body["memory"] == 256
+    assert 0 < body["remaining_ms"] <= 3000
+    assert dict(os.environ) == before, "the function's environment must not leak"
+
+
+def test_functions_with_the_same_module_name_stay_apart(stack: Stack) -> None:
+    api = host_for(stack, "ApiFunction")
+    broken = host_for(stack, "BrokenFunction")
+    assert api.invoke({"rawPath": "/files/plain"}) == {"plain": True}
+    with pytest.raises(HandlerError) as caught:
+        broken.invoke({"why": "testing"})
+    assert caught.value.payload["errorType"] == "ValueError"
+    assert caught.value.payload["errorMessage"] == "broken on purpose: testing"
+    assert any("stream_app.py" in line for line in caught.value.payload["stackTrace"])
+    assert not any("host.py" in line for line in caught.value.payload["stackTrace"])
+
+
+def test_context_counts_down_from_the_timeout() -> None:
+    ticks = iter([100.0, 101.5, 200.0])
+    context = LambdaContext(
+        "f", 128, "arn:aws:lambda:us-east-1:123456789012:function:f", 3, clock=lambda: next(ticks)
+    )
+    assert context.get_remaining_time_in_millis() == 1500
+    assert context.get_remaining_time_in_millis() == 0
+    assert context.log_group_name == "/aws/lambda/f"
+    assert context.aws_request_id
+
+
+# ---- the CLI's invoke ---------------------------------------------------------------------------------
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    runner.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except UsageError as error:
+        print(f"error: {error}")
+        return 2
+    return status
+
+
+def test_invoke_prints_the_handler_response(app_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    template = str(app_dir / "template.yaml")
+    status = run_cli(["invoke", "ApiFunction", "-e", str(app_dir / "events" / "plain.json"), "-t", template])
+    assert status == 0
+    assert json.loads(capsys.readouterr().out) == {"plain": True}
+
+
+def test_invoke_reports_handler_exceptions_like_sam(
+    app_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = str(app_dir / "template.yaml")
+    status = run_cli(
+        ["invoke", "BrokenFunction", "-e", str(app_dir / "events" / "crash.json"), "-t", template]
+    )
+    assert status == 1
+    error = json.loads(capsys.readouterr().out)
+    assert (error["errorType"], error["errorMessage"]) == ("ValueError", "broken on purpose: test")
+
+
+@pytest.mark.parametrize(
+    ("function", "event", "message"),
+    [
+        ("NoSuchFunction", "plain.json", "no function 'NoSuchFunction'"),
+        ("ApiFunction", "missing.json", "cannot read event file"),
+        ("ApiFunction", "malformed.json", "is not valid JSON"),
+    ],
+)
+def test_invoke_usage_errors_are_one_line_and_exit_2(
+    app_dir: Path, capsys: pytest.CaptureFixture[str], function: str, event: str, message: str
+) -> None:
+    argv = ["invoke", function, "-e", str(app_dir / "events" / event), "-t", str(app_dir / "template.yaml")]
+    assert run_cli(argv) == 2
+    output = capsys.readouterr().out
+    assert message in output
+    assert output.count("\n") == 1
+
+
+def test_invoke_applies_an_env_vars_file(app_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    env_file = app_dir / "env.json"
+    env_file.write_text(json.dumps({"ApiFunction": {"GREETING": "overridden"}}))
+    event = app_dir / "events" / "api.json"
+    event.write_text(json.dumps({"rawPath": "/x"}))
+    argv = [
+        "invoke",
+        "ApiFunction",
+        "-e",
+        str(event),
+        "-n",
+        str(env_file),
+        "-t",
+        str(app_dir / "template.yaml"),
+    ]
+    assert run_cli(argv) == 0
+    assert json.loads(json.loads(capsys.readouterr().out)["body"])["greeting"] == "overridden"
+
+
+def test_run_job_runs_the_training_entrypoint_with_the_training_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    template = tmp_path / "template.yaml"  # a copy, so no .local/cloud.json of a running cloud applies
+    shutil.copy(DEFAULT_TEMPLATE, template)
+    calls: list[tuple[list[str], dict[str, str]]] = []
+
+    def fake_run(argv: list[str], *, cwd: Path, env: dict[str, str], check: bool) -> Any:
+        calls.append((argv, env))
+        return subprocess.CompletedProcess(argv, 3)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)  # runner calls subprocess.run at call time
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert run_cli(["run-job", "-t", str(template), "training", "--", "train", "--quick"]) == 3
+    assert run_cli(["run-job", "-t", str(template), "training"]) == 3
+    (argv, env), (default_argv, _) = calls
+    assert argv[1:] == ["-m", "training_job", "train", "--quick"]
+    assert default_argv[1:] == ["-m", "training_job", "train"]  # the task definition's Command
+    assert env["ARTIFACT_BUCKET"] == "movierec-local-artifacts-123456789012-us-east-1"
+    assert env["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+    assert env["POWERTOOLS_SERVICE_NAME"] == "training"
+
+
+# ---- the Kinesis poller (moto in-process) -------------------------------------------------------------
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield
+
+
+class Stream:
+    """The fixture stream on moto, a poller over it and the fixture consumer's memory."""
+
+    def __init__(self, stack: Stack, state_dir: Path, *, clock: Any = None) -> None:
+        self.kinesis = boto3.client("kinesis", region_name="us-east-1")
+        self.sqs = boto3.client("sqs", region_name="us-east-1")
+        self.source = stack.kinesis_sources("StreamFunction")[0]
+        assert self.source.on_failure_arn is not None
+        queue_name = self.source.on_failure_arn.rsplit(":", 1)[-1]
+        self.queue_url = self.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        self.kinesis.create_stream(StreamName=self.source.stream_name, ShardCount=1)
+        self.host = host_for(stack, "StreamFunction")
+        self.log: list[str] = []
+        self.state_dir = state_dir
+        self.clock = clock
+
+    def poller(self) -> KinesisPoller:
+        extra = {"clock": self.clock} if self.clock else {}
+        return KinesisPoller(
+            self.source,
+            self.host.invoke,
+            kinesis=self.kinesis,
+            sqs=self.sqs,
+            state_dir=self.state_dir,
+            log=self.log.append,
+            **extra,
+        )
+
+    def put(self, *bodies: dict[str, Any]) -> None:
+        for body in bodies:
+            self.kinesis.put_record(
+                StreamName=self.source.stream_name, Data=json.dumps(body).encode(), PartitionKey="p"
+            )
+
+    @property
+    def app(self) -> Any:
+        return self.host.module
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        return [json.loads(m["Body"]) for m in messages]
+
+
+@pytest.fixture
+def stream(aws: None, stack: Stack, tmp_path: Path) -> Stream:
+    return Stream(stack, tmp_path / "state")
+
+
+def ids(*numbers: int) -> list[str]:
+    return [str(n) for n in numbers]
+
+
+def test_poller_delivers_the_kinesis_event_shape(stream: Stream) -> None:
+    stream.put({"id": 1})
+    captured: list[dict[str, Any]] = []
+
+    def capture(event: dict[str, Any]) -> Any:
+        captured.append(event)
+        return None
+
+    poller = stream.poller()
+    poller.invoke = capture
+    poller.drain()
+    ((record,),) = (event["Records"] for event in captured)
+    assert set(record) == {
+        "kinesis",
+        "eventSource",
+        "eventVersion",
+        "eventID",
+        "eventName",
+        "invokeIdentityArn",
+        "awsRegion",
+        "eventSourceARN",
+    }
+    assert record["eventSource"] == "aws:kinesis"
+    assert record["eventName"] == "aws:kinesis:record"
+    assert record["eventVersion"] == "1.0"
+    assert record["awsRegion"] == "us-east-1"
+    assert record["eventSourceARN"] == stream.source.stream_arn
+    assert record["eventID"] == f"shardId-000000000000:{record['kinesis']['sequenceNumber']}"
+    assert record["kinesis"]["kinesisSchemaVersion"] == "1.0"
+    assert record["kinesis"]["partitionKey"] == "p"
+    assert json.loads(base64.b64decode(record["kinesis"]["data"])) == {"id": 1}
+    assert isinstance(record["kinesis"]["approximateArrivalTimestamp"], float)
+
+
+def test_drain_processes_in_batches_and_checkpoints_across_pollers(stream: Stream) -> None:
+    stream.put(*({"id": n} for n in range(1, 7)))
+    stats = stream.poller().drain()
+    assert stream.app.invocations == [ids(1, 2, 3, 4), ids(5, 6)]  # BatchSize 4
+    assert (stats.invocations, stats.records_processed, stats.retries) == (2, 6, 0)
+    checkpoint = json.loads(next((stream.state_dir / "kinesis").glob("*.json")).read_text())
+    assert checkpoint["shards"]["shardId-000000000000"]
+    stream.put({"id": 7})
+    again = stream.poller().drain()  # a new poller resumes from the saved checkpoint
+    assert stream.app.invocations[-1] == ids(7)
+    assert again.records_processed == 1
+    assert stream.app.processed == ids(1, 2, 3, 4, 5, 6, 7)
+
+
+def test_batch_item_failures_redeliver_from_the_first_failed_record(stream: Stream) -> None:
+    stream.put({"id": 1}, {"id": 2, "fail": 1}, {"id": 3}, {"id": 4, "fail": 2})
+    stats = stream.poller().drain()
+    # Both fail at first: the checkpoint stops before the lower (2) and 2.. is delivered again;
+    # then 4 fails once more and only 4 is redelivered.
+    assert stream.app.invocations == [ids(1, 2, 3, 4), ids(2, 3, 4), ids(4)]
+    assert stream.app.processed == ids(1, 2, 3, 4)
+    assert (stats.partial_failures, stats.retries, stats.records_dead_lettered) == (2, 2, 0)
+
+
+def test_records_that_keep_failing_go_to_the_on_failure_destination(stream: Stream) -> None:
+    stream.put({"id": 1}, {"id": 2, "fail": 99}, {"id": 3})
+    stats = stream.poller().drain()
+    # MaximumRetryAttempts 2: the first delivery of 2 and two retries, then its batch is dead-lettered.
+    assert stream.app.deliveries["2"] == 3
+    assert stats.records_dead_lettered == 2  # 2 and 3: the rest of the failing batch
+    (message,) = stream.dead_letters()
+    info = message["KinesisBatchInfo"]
+    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert message["requestContext"]["approximateInvokeCount"] == 3
+    assert message["requestContext"]["functionArn"].endswith(":function:StreamFunction")
+    assert (info["batchSize"], info["shardId"], info["streamArn"]) == (
+        2,
+        "shardId-000000000000",
+        stream.source.stream_arn,
+    )
+    stream.put({"id": 4})
+    stream.poller().drain()
+    assert stream.app.invocations[-1] == ids(4), "the shard moved past the dead-lettered records"
+
+
+def test_function_errors_bisect_the_batch_to_isolate_the_poison_record(stream: Stream) -> None:
+    stream.put({"id": 1}, {"id": 2}, {"id": 3, "crash": 99}, {"id": 4})
+    stats = stream.poller().drain()
+    assert stream.app.invocations[:3] == [ids(1, 2, 3, 4), ids(1, 2), ids(3, 4)]
+    assert sorted(stream.app.processed) == ids(1, 2, 4)
+    assert stats.bisections == 2
+    (message,) = stream.dead_letters()
+    assert message["KinesisBatchInfo"]["batchSize"] == 1
+    assert message["responseContext"]["functionError"] == "Unhandled"
+
+
+def test_a_transient_crash_succeeds_on_retry(stream: Stream) -> None:
+    stream.put({"id": 1, "crash": 1})
+    stats = stream.poller().drain()
+    assert stream.app.processed == ids(1)
+    assert (stats.function_errors, stats.retries, stats.records_dead_lettered) == (1, 1, 0)
+
+
+def test_invalid_item_identifiers_fail_the_whole_batch(stream: Stream, stack: Stack) -> None:
+    stream.put({"id": 1}, {"id": 2})
+    answers = iter([{"batchItemFailures": [{"itemIdentifier": ""}]}, {"batchItemFailures": None}])
+    seen: list[int] = []
+
+    def invoke(event: dict[str, Any]) -> Any:
+        seen.append(len(event["Records"]))
+        return next(answers)
+
+    poller = stream.poller()
+    poller.invoke = invoke
+    stats = poller.drain()
+    assert seen == [2, 2]
+    assert (stats.retries, stats.records_processed) == (1, 2)
+    assert any("whole batch failed" in line for line in stream.log)
+
+
+def test_records_older_than_the_maximum_age_skip_the_function(
+    aws: None, stack: Stack, tmp_path: Path
+) -> None:
+    late = Stream(stack, tmp_path / "state", clock=lambda: 4_102_444_800.0)  # year 2100
+    late.put({"id": 1}, {"id": 2})
+    stats = late.poller().drain()
+    assert stats.invocations == 0
+    assert stats.records_dead_lettered == 2
+    (message,) = late.dead_letters()
+    assert message["requestContext"]["condition"] == "RecordAgeExceeded"
+
+
+def test_a_recreated_stream_starts_from_the_beginning_again(stream: Stream) -> None:
+    stream.put({"id": 1})
+    stream.poller().drain()
+    stream.kinesis.delete_stream(StreamName=stream.source.stream_name)
+    stream.kinesis.create_stream(StreamName=stream.source.stream_name, ShardCount=1)
+    stream.put({"id": 2})
+    stream.poller().drain()
+    assert stream.app.invocations == [ids(1), ids(2)]
+
+
+def test_poller_needs_the_stream_to_exist(aws: None, stack: Stack, tmp_path: Path) -> None:
+    source = stack.kinesis_sources("StreamFunction")[0]
+    with pytest.raises(UsageError, match="does not exist"):
+        KinesisPoller(source, lambda e: None, kinesis=boto3.client("kinesis"), state_dir=tmp_path)
+
+
+def test_poll_stats_add_up() -> None:
+    total = PollStats(invocations=1, retries=2)
+    total.add(PollStats(invocations=3, records_processed=4))
+    assert (total.invocations, total.retries, total.records_processed) == (4, 2, 4)
+    assert "4 records processed in 4 invocations" in total.summary()
+
+
+# ---- sample events ------------------------------------------------------------------------------------
+
+
+def test_committed_sample_events_are_up_to_date() -> None:
+    for name, event in build().items():
+        path = EVENTS_DIR / name
+        assert path.is_file(), f"missing {path}; run python -m infra.local.sample_events"
+        assert path.read_text() == render(event), f"{name} is stale; run python -m infra.local.sample_events"
+
+
+def test_sample_stream_payloads_are_valid_events() -> None:
+    kinesis = json.loads((EVENTS_DIR / "kinesis-batch.json").read_text())
+    payloads = [base64.b64decode(r["kinesis"]["data"]) for r in kinesis["Records"]]
+    assert len({parse_event(p).type for p in payloads}) == len(payloads)
+    msk = json.loads((EVENTS_DIR / "msk-batch.json").read_text())
+    (records,) = msk["records"].values()
+    assert [base64.b64decode(r["value"]) for r in records] == payloads
+    poison = json.loads((EVENTS_DIR / "kinesis-poison.json").read_text())
+    valid = []
+    for record in poison["Records"]:
+        try:
+            parse_event(base64.b64decode(record["kinesis"]["data"]))
+            valid.append(True)
+        except ValueError:
+            valid.append(False)
+    assert valid == [True, False, False, True]
+
+
+def test_sample_http_events_match_template_routes() -> None:
+    routes = {route.route_key: route for route in Stack.load().routes()}
+    for path in EVENTS_DIR.glob("http-*.json"):
+        event = json.loads(path.read_text())
+        route = routes[event["routeKey"]]
+        authorized = "authorizer" in event["requestContext"]
+        assert authorized == (route.authorizer is not None and "anonymous" not in path.name), path.name

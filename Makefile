@@ -94,3 +94,8 @@ deploy: build ## sam deploy (ARGS=--guided the first time); see docs/deploy.md
 .PHONY: clean
 clean: ## remove build outputs and caches (keeps virtualenvs)
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache .hypothesis .local
+
+.PHONY: openapi
+openapi: $(VENV)/.stamp ## regenerate docs/openapi.json from the recommend function's routes
+	REDIS_URL=redis://127.0.0.1:1/0 ARTIFACT_BUCKET=unused PYTHONPATH=functions/recommend \
+		$(PY) functions/recommend/app.py > docs/openapi.json

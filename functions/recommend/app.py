@@ -30,7 +30,7 @@ app.configure_openapi(
     summary="Personalised movie recommendations, popular movies and similar movies.",
     security_schemes={"jwt": HTTPBearer(bearerFormat="JWT", description="API Gateway JWT authorizer")},
 )
-SIGNED_IN = [{"jwt": []}]
+SIGNED_IN: list[dict[str, list[str]]] = [{"jwt": []}]
 
 
 def _errors(*codes: HTTPStatus) -> dict[int, Any]:

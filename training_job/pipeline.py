@@ -1,24 +1,33 @@
 """``python -m training_job train``: the scheduled job (EventBridge Scheduler -> Step Functions -> ECS).
 
-MongoDB -> dataset as of a cutoff -> popularity and NeuMF -> quality gate -> publish to Redis and S3.
-Exit status: 0 published, 3 the gate kept the previous model, 2 bad configuration.
+Three stages, each runnable on its own so the state machine can retry one without redoing the others:
+
+- ``export``: MongoDB -> the run's dataset, under ``s3://$ARTIFACT_BUCKET/runs/RUN_ID/``;
+- ``fit``: NeuMF trained, evaluated against baselines and gated; the report, the dated feature snapshot
+  and (when the gate passes) the artifact are stored; the decision is written to the run's prefix;
+- ``publish``: popularity and precomputed lists to a new Redis version, then one pointer switch.
+
+``--stage all`` (the default) runs the three in one process. Exit status: 0 done, 3 the quality gate
+kept the published model (nothing published), 2 bad configuration or input, 1 anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
 
 from movierec.artifact import ModelArtifact, load
 from movierec.config import TrainingSettings
-from movierec.data.dataset import Dataset
+from movierec.data.dataset import Dataset, dataset_from_bytes, dataset_to_bytes
 from movierec.observability import MetricName, logger, metrics
 from movierec.publication import Item
 from movierec.stores.blobs import BlobStore
@@ -29,10 +38,43 @@ from movierec.stores.training_source import read_dataset, retired_movies
 from training_job.publishing import active_users, compute_popularity, movie_infos, publish, top_n_lists
 
 EXIT_GATE_REJECTED = 3
+EXIT_BAD_INPUT = 2
+STAGES = ("export", "fit", "publish", "all")
+
+
+class StageInputError(Exception):
+    """A stage's input is missing (for example ``fit`` before ``export``): a configuration error."""
+
+
+@dataclass(frozen=True)
+class FitDecision:
+    """What ``fit`` leaves for ``publish`` in ``runs/RUN_ID/decision.json``."""
+
+    passed: bool
+    reason: str
+    model_version: str
+    artifact_uri: str | None
+    metrics: dict[str, float]
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> FitDecision:
+        return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    dataset: Dataset
+    retired: set[int]
+    data_cutoff: float
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training_job train", description=__doc__)
+    parser.add_argument("--stage", choices=STAGES, default="all")
+    parser.add_argument("--run-id", default=None, help="names the run's S3 prefix (default: the start time)")
     parser.add_argument("--cutoff", type=datetime.fromisoformat, help="train on events before this ISO time")
     parser.add_argument("--popularity-only", action="store_true", help="skip NeuMF; publish popularity only")
     parser.add_argument("--budget-seconds", type=float, default=600.0, help="tuning and training budget")
@@ -41,14 +83,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = TrainingSettings()
+    try:
+        settings = TrainingSettings()
+    except ValidationError as error:
+        print(f"error: bad configuration: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    run_id = args.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    cutoff = args.cutoff.replace(tzinfo=UTC) if args.cutoff and args.cutoff.tzinfo is None else args.cutoff
     with metrics_flushed():
-        return run(
-            settings,
-            cutoff=args.cutoff,
-            popularity_only=args.popularity_only,
-            budget_seconds=args.budget_seconds,
-        )
+        try:
+            return Pipeline(settings, run_id).run(
+                args.stage, cutoff, args.popularity_only, args.budget_seconds
+            )
+        except StageInputError as error:
+            logger.error(str(error))
+            return EXIT_BAD_INPUT
 
 
 @contextmanager
@@ -61,123 +110,179 @@ def metrics_flushed() -> Iterator[None]:
             metrics.flush_metrics()
 
 
-@dataclass(frozen=True)
-class ModelOutputs:
-    artifact: ModelArtifact
-    artifact_uri: str
-    metrics: dict[str, float]
+class Pipeline:
+    def __init__(self, settings: TrainingSettings, run_id: str) -> None:
+        self.settings = settings
+        self.run_id = run_id
+        self.blobs = BlobStore(settings.artifact_bucket)
+        self.prefix = f"runs/{run_id}/"
 
+    def run(self, stage: str, cutoff: datetime | None, popularity_only: bool, budget_seconds: float) -> int:
+        started = time.perf_counter()
+        inputs = self.export(cutoff) if stage in {"export", "all"} else self.load_inputs()
+        if stage == "export":
+            return 0
+        decision: FitDecision | None = None
+        artifact: ModelArtifact | None = None
+        if not popularity_only and stage in {"fit", "all"}:
+            decision, artifact = self.fit(inputs, cutoff, budget_seconds)
+            if not decision.passed:
+                return EXIT_GATE_REJECTED
+        if stage == "fit":
+            return 0
+        if stage == "publish" and not popularity_only:
+            decision, artifact = self.load_decision()
+            if decision is not None and not decision.passed:
+                logger.info("the quality gate rejected this run's model; nothing to publish")
+                return EXIT_GATE_REJECTED
+        self.publish(inputs, decision, artifact)
+        logger.info(
+            "pipeline finished", extra={"stage": stage, "seconds": round(time.perf_counter() - started, 1)}
+        )
+        return 0
 
-def train_model(
-    dataset: Dataset,
-    cutoff: datetime | None,
-    store: PublicationStore,
-    blobs: BlobStore,
-    budget_seconds: float,
-) -> ModelOutputs | None:
-    """Fit, evaluate and gate NeuMF; store the run's report and features whatever the verdict.
+    # ---- export ------------------------------------------------------------------------------------------
 
-    Returns None when the gate keeps the published model.
-    """
-    from training_job.fit import FitConfig, fit  # torch is imported only when a model is trained
+    def export(self, cutoff: datetime | None) -> RunInputs:
+        database = connect_mongo(self.settings)
+        dataset = read_dataset(database, cutoff)
+        retired = retired_movies(database)
+        interactions = dataset.interactions
+        if len(interactions) == 0:
+            raise StageInputError("MongoDB holds no interactions to train on; nothing exported")
+        data_cutoff = float(interactions.timestamp.max())
+        self.blobs.put(self.prefix + "dataset.npz", dataset_to_bytes(dataset))
+        self.blobs.put(
+            self.prefix + "export.json",
+            json.dumps({"retired": sorted(retired), "data_cutoff": data_cutoff}).encode(),
+            "application/json",
+        )
+        logger.info(
+            "exported",
+            extra={
+                "run_id": self.run_id,
+                "users": len(dataset.users),
+                "movies": len(dataset.movies),
+                "interactions": len(interactions),
+            },
+        )
+        return RunInputs(dataset, retired, data_cutoff)
 
-    current = store.current_version()
-    manifest = store.manifest(current) if current else None
-    previous = manifest.metrics if manifest and manifest.model_version else None
-    result = fit(dataset, FitConfig(budget_seconds=budget_seconds), cutoff=cutoff, previous_metrics=previous)
-    run_prefix = f"runs/{time.strftime('%Y-%m-%d', time.gmtime())}/{result.model_version}/"
-    for name, body in result.report_files.items():
-        blobs.put(run_prefix + "report/" + name, body, _content_type(name))
-    for name, body in result.feature_files.items():
-        blobs.put(run_prefix + "features/" + name, body, "application/vnd.apache.parquet")
-    logger.info(
-        "model evaluated",
-        extra={
-            "model_version": result.model_version,
-            "metrics": result.metrics,
-            "baselines": result.baselines,
-            "gate": result.gate.reason,
-            "report": blobs.uri(run_prefix + "report/report.html"),
-        },
-    )
-    if not result.gate.passed:
-        metrics.add_metric(name=MetricName.GATE_REJECTED, unit=MetricUnit.Count, value=1)
-        logger.error("quality gate kept the published model", extra={"reason": result.gate.reason})
-        return None
-    uri = blobs.put(f"models/{result.model_version}/model.npz", result.artifact_bytes)
-    return ModelOutputs(load(result.artifact_bytes), uri, result.metrics)
+    def load_inputs(self) -> RunInputs:
+        raw_dataset = self.blobs.get(self.prefix + "dataset.npz")
+        raw_export = self.blobs.get(self.prefix + "export.json")
+        if raw_dataset is None or raw_export is None:
+            raise StageInputError(
+                f"run {self.run_id} has no export at {self.blobs.uri(self.prefix)}; run --stage export"
+            )
+        export = json.loads(raw_export)
+        return RunInputs(
+            dataset_from_bytes(raw_dataset), set(export["retired"]), float(export["data_cutoff"])
+        )
+
+    # ---- fit ---------------------------------------------------------------------------------------------
+
+    def fit(
+        self, inputs: RunInputs, cutoff: datetime | None, budget_seconds: float
+    ) -> tuple[FitDecision, ModelArtifact | None]:
+        """Fit, evaluate and gate NeuMF; store the report and features whatever the verdict."""
+        from training_job.fit import FitConfig, fit  # torch is imported only when a model is trained
+
+        store = PublicationStore(connect_redis(self.settings))
+        current = store.current_version()
+        manifest = store.manifest(current) if current else None
+        previous = manifest.metrics if manifest and manifest.model_version else None
+        result = fit(
+            inputs.dataset, FitConfig(budget_seconds=budget_seconds), cutoff=cutoff, previous_metrics=previous
+        )
+        dated = f"features/{time.strftime('%Y-%m-%d', time.gmtime(inputs.data_cutoff))}/{self.run_id}/"
+        for name, body in result.feature_files.items():
+            self.blobs.put(dated + name, body, "application/vnd.apache.parquet")
+        for name, body in result.report_files.items():
+            self.blobs.put(self.prefix + "report/" + name, body, _content_type(name))
+        artifact_uri = None
+        if result.gate.passed:
+            artifact_uri = self.blobs.put(f"models/{result.model_version}/model.npz", result.artifact_bytes)
+        decision = FitDecision(
+            result.gate.passed, result.gate.reason, result.model_version, artifact_uri, result.metrics
+        )
+        self.blobs.put(self.prefix + "decision.json", decision.to_json(), "application/json")
+        logger.info(
+            "model evaluated",
+            extra={
+                "model_version": result.model_version,
+                "metrics": result.metrics,
+                "baselines": result.baselines,
+                "gate": result.gate.reason,
+                "report": self.blobs.uri(self.prefix + "report/report.html"),
+            },
+        )
+        metrics.add_metric(
+            name=MetricName.MODEL_NDCG_AT_10, unit=MetricUnit.NoUnit, value=result.metrics.get("ndcg@10", 0.0)
+        )
+        if not result.gate.passed:
+            metrics.add_metric(name=MetricName.GATE_REJECTED, unit=MetricUnit.Count, value=1)
+            logger.error("the quality gate kept the published model", extra={"reason": result.gate.reason})
+            return decision, None
+        return decision, load(result.artifact_bytes)
+
+    def load_decision(self) -> tuple[FitDecision | None, ModelArtifact | None]:
+        raw = self.blobs.get(self.prefix + "decision.json")
+        if raw is None:
+            return None, None  # a popularity-only run
+        decision = FitDecision.from_json(raw)
+        if not decision.passed or decision.artifact_uri is None:
+            return decision, None
+        key = decision.artifact_uri.removeprefix(f"s3://{self.blobs.bucket}/")
+        body = self.blobs.get(key)
+        if body is None:
+            raise StageInputError(f"the run's artifact {decision.artifact_uri} is missing")
+        return decision, load(body)
+
+    # ---- publish -----------------------------------------------------------------------------------------
+
+    def publish(
+        self, inputs: RunInputs, decision: FitDecision | None, artifact: ModelArtifact | None
+    ) -> None:
+        dataset = inputs.dataset
+        popularity = compute_popularity(dataset, inputs.retired, as_of=inputs.data_cutoff)
+        catalogue = movie_infos(dataset)
+        recommendations: Iterator[tuple[str, list[Item]]] = iter(())
+        if artifact is not None:
+            users = active_users(dataset, inputs.data_cutoff, self.settings.active_user_days)
+            recommendations = top_n_lists(
+                artifact, dataset, users, catalogue, inputs.retired, self.settings.top_n
+            )
+        publication = publish(
+            PublicationStore(connect_redis(self.settings)),
+            self.blobs,
+            popularity,
+            recommendations,
+            catalogue,
+            data_cutoff=inputs.data_cutoff,
+            grace_seconds=self.settings.publish_grace_seconds,
+            model_version=decision.model_version if decision and artifact else None,
+            artifact_uri=decision.artifact_uri if decision and artifact else None,
+            metrics=decision.metrics if decision and artifact else None,
+        )
+        if artifact is not None:
+            metrics.add_metric(name=MetricName.MODEL_PUBLISHED, unit=MetricUnit.Count, value=1)
+        logger.info(
+            "published",
+            extra={
+                "version": publication.version,
+                "replaced": publication.replaced,
+                "segments": len(publication.segments),
+                "users_published": publication.users_published,
+                "model_version": decision.model_version if decision and artifact else None,
+            },
+        )
 
 
 def _content_type(name: str) -> str:
     return {"html": "text/html", "png": "image/png", "json": "application/json"}.get(
         name.rsplit(".", 1)[-1], "application/octet-stream"
     )
-
-
-def run(
-    settings: TrainingSettings,
-    cutoff: datetime | None = None,
-    popularity_only: bool = False,
-    budget_seconds: float = 600.0,
-) -> int:
-    started = time.perf_counter()
-    database = connect_mongo(settings)
-    redis_client = connect_redis(settings)
-    blobs = BlobStore(settings.artifact_bucket)
-    store = PublicationStore(redis_client)
-
-    if cutoff is not None and cutoff.tzinfo is None:
-        cutoff = cutoff.replace(tzinfo=UTC)
-    dataset = read_dataset(database, cutoff)
-    retired = retired_movies(database)
-    interactions = dataset.interactions
-    data_cutoff = float(interactions.timestamp.max()) if len(interactions) else time.time()
-    logger.info(
-        "dataset read",
-        extra={"users": len(dataset.users), "movies": len(dataset.movies), "interactions": len(interactions)},
-    )
-    if len(interactions) == 0:
-        logger.error("no interactions to train on; nothing published")
-        return EXIT_GATE_REJECTED
-
-    popularity = compute_popularity(dataset, retired, as_of=data_cutoff)
-    catalogue = movie_infos(dataset)
-    recommendations: Iterator[tuple[str, list[Item]]] = iter(())
-    model: ModelOutputs | None = None
-    if not popularity_only:
-        model = train_model(dataset, cutoff, store, blobs, budget_seconds)
-        if model is None:
-            return EXIT_GATE_REJECTED
-        users = active_users(dataset, data_cutoff, settings.active_user_days)
-        recommendations = top_n_lists(model.artifact, dataset, users, catalogue, retired, settings.top_n)
-    publication = publish(
-        store,
-        blobs,
-        popularity,
-        recommendations,
-        catalogue,
-        data_cutoff=data_cutoff,
-        grace_seconds=settings.publish_grace_seconds,
-        model_version=model.artifact.metadata.model_version if model else None,
-        artifact_uri=model.artifact_uri if model else None,
-        metrics=model.metrics if model else None,
-    )
-    if model is not None:
-        metrics.add_metric(name=MetricName.MODEL_PUBLISHED, unit=MetricUnit.Count, value=1)
-        metrics.add_metric(
-            name=MetricName.MODEL_NDCG_AT_10, unit=MetricUnit.NoUnit, value=model.metrics.get("ndcg@10", 0.0)
-        )
-    logger.info(
-        "published",
-        extra={
-            "version": publication.version,
-            "replaced": publication.replaced,
-            "segments": len(publication.segments),
-            "users_published": publication.users_published,
-            "seconds": round(time.perf_counter() - started, 2),
-        },
-    )
-    return 0
 
 
 if __name__ == "__main__":

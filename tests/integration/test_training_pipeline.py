@@ -33,7 +33,7 @@ def settings(mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset
         )
         assert response["batchItemFailures"] == []
     return TrainingSettings(
-        mongodb_uri=mongo_uri,  # type: ignore[arg-type]  # pydantic coerces the str into a SecretStr
+        mongodb_uri=mongo_uri,
         mongodb_database=mongo_database_name,
         redis_url=redis_url,
         artifact_bucket=BUCKET,

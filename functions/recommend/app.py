@@ -23,6 +23,13 @@ from movierec.recommend.service import UnknownGenreError
 from movierec.recommend.wiring import build_recommender
 
 recommender = build_recommender(RecommendSettings())
+
+try:  # Lambda SnapStart: connections captured in the snapshot are stale after a restore.
+    from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+
+    register_after_restore(recommender.reconnect)
+except ImportError:  # not running under SnapStart
+    pass
 app = APIGatewayHttpResolver(enable_validation=True)
 app.configure_openapi(
     title="movierec API",

@@ -150,6 +150,10 @@ class Recommender:
         neighbours = [(m, s) for m, s in neighbours if m != movie_id][:k]
         return self._with_metadata(neighbours)
 
+    def reconnect(self) -> None:
+        """Drop pooled connections (after a SnapStart restore); the next request opens fresh ones."""
+        self._store.reconnect()
+
     def published_version(self) -> str | None:
         return self._store.current_version()
 

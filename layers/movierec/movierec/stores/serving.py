@@ -38,6 +38,10 @@ class ServingStore:
         self._version: tuple[float, str | None] | None = None
         self._manifests: dict[str, Manifest] = {}
 
+    def reconnect(self) -> None:
+        self._redis.connection_pool.disconnect()
+        self._version = None
+
     def current_version(self) -> str | None:
         now = self._clock()
         if self._version is None or now - self._version[0] > VERSION_CACHE_SECONDS:

@@ -9,7 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from infra.local import cloud, demo, runner
+from infra.local import cloud, runner
+from infra.local.demo import register as register_demo
 from infra.local.errors import UsageError
 
 
@@ -18,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     cloud.register(commands)
     runner.register(commands)
-    demo.register(commands)
+    register_demo(commands)
     return parser
 
 

@@ -197,3 +197,16 @@ def test_redis_down_fails_the_batch_and_redelivery_completes_it(
     assert ingest(harness, batch) == []
     assert harness.state() == expected
     harness.mongo.client.drop_database("reference_" + mongo_database_name)
+
+
+def test_a_partly_redelivered_batch_counts_only_the_new_events(harness: Harness) -> None:
+    first = event_payload("rating", 1, user_id="u7", movie_id=1)
+    second = event_payload("watch", 2, user_id="u7", movie_id=2)
+    ingest(harness, kinesis_event([first]))
+
+    assert ingest(harness, kinesis_event([first, second])) == []
+
+    user = harness.mongo["users"].find_one({"_id": "u7"})
+    assert user is not None
+    assert user["counts"] == {"rating": 1, "watch": 1}
+    assert harness.trending(keys.GLOBAL_SEGMENT) == {b"1": 1.0, b"2": 1.0}

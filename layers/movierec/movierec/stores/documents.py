@@ -12,6 +12,7 @@ key error 11000: for those operations that is the expected "already applied / ol
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,11 +80,27 @@ class EventDocuments:
             self.ensure_indexes()
             now = datetime.now(UTC)
             duplicates = _bulk(self._db[EVENTS], [InsertOne(_event_document(e, now)) for e in events])
-            _bulk(self._db[USERS], _user_operations(events, profiles))
+            self._write_users(events, profiles)
             _bulk(self._db[MOVIES], [op for change in movies for op in _movie_operations(change)])
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
         return WriteOutcome(stored=len(events) - len(duplicates), duplicates=len(duplicates))
+
+    def _write_users(self, events: Sequence[Event], profiles: Sequence[ProfileChange]) -> None:
+        # One counter update per user (not per event) keeps the batch cheap. A user whose grouped
+        # update was rejected had some events applied already (a partial redelivery): their events
+        # are retried one by one, each guarded on its own, so exactly the new ones count.
+        by_user = _events_by_user(events)
+        users = list(by_user)
+        grouped = [_counter_operation(user, by_user[user]) for user in users]
+        rejected = _bulk(self._db[USERS], grouped + _profile_operations(profiles))
+        retry = [
+            _counter_operation(users[index], [event])
+            for index in sorted(rejected)
+            if index < len(users) and len(by_user[users[index]]) > 1
+            for event in by_user[users[index]]
+        ]
+        _bulk(self._db[USERS], retry)
 
     def forget(self, event_ids: Sequence[str]) -> None:
         """Test and maintenance helper: remove raw events (for GDPR erasure and fixtures)."""
@@ -113,26 +130,40 @@ def _event_document(event: Event, ingested_at: datetime) -> Document:
     return document
 
 
-def _user_operations(events: Sequence[Event], profiles: Sequence[ProfileChange]) -> list[UpdateOne]:
-    operations: list[UpdateOne] = []
+def _events_by_user(events: Sequence[Event]) -> dict[str, list[Event]]:
+    grouped: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         user_id = getattr(event, "user_id", None)
-        if user_id is None:
-            continue
-        event_id = str(event.event_id)
-        # Guarded by the applied window: a redelivered event matches nothing and is rejected as 11000.
-        operations.append(
-            UpdateOne(
-                {"_id": user_id, "applied_event_ids": {"$ne": event_id}},
-                {
-                    "$inc": {f"counts.{event.type}": 1},
-                    "$min": {"first_seen": event.occurred_at},
-                    "$max": {"last_seen": event.occurred_at},
-                    "$push": {"applied_event_ids": {"$each": [event_id], "$slice": -APPLIED_WINDOW}},
-                },
-                upsert=True,
-            )
-        )
+        if user_id is not None:
+            grouped[user_id].append(event)
+    return grouped
+
+
+def _counter_operation(user_id: str, events: Sequence[Event]) -> UpdateOne:
+    """One atomic, guarded update of a user's counters for their events in this batch.
+
+    The filter requires none of the event ids to be in the user's applied window, and the update pushes
+    them in: a redelivered event matches nothing, and the upsert is rejected with 11000.
+    """
+    event_ids = [str(e.event_id) for e in events]
+    counts = Counter(str(e.type) for e in events)
+    return UpdateOne(
+        {
+            "_id": user_id,
+            "applied_event_ids": {"$nin": event_ids} if len(event_ids) > 1 else {"$ne": event_ids[0]},
+        },
+        {
+            "$inc": {f"counts.{kind}": n for kind, n in counts.items()},
+            "$min": {"first_seen": min(e.occurred_at for e in events)},
+            "$max": {"last_seen": max(e.occurred_at for e in events)},
+            "$push": {"applied_event_ids": {"$each": event_ids, "$slice": -APPLIED_WINDOW}},
+        },
+        upsert=True,
+    )
+
+
+def _profile_operations(profiles: Sequence[ProfileChange]) -> list[UpdateOne]:
+    operations: list[UpdateOne] = []
     for change in profiles:
         for field, value in change.fields.items():
             version_path = f"profile_versions.{field}"

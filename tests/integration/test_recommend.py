@@ -12,6 +12,7 @@ import redis
 
 from infra.local.servers import RedisServer
 from movierec import keys
+from movierec.errors import StoreUnavailableError
 from movierec.ingest.effects import Engagement, ProfileChange
 from movierec.publication import Item, MovieInfo
 from movierec.recommend.service import Recommender, ServingPolicy, Tier, UnknownGenreError
@@ -210,3 +211,20 @@ def test_the_bundled_snapshot_serves_a_cold_container_when_redis_is_down(
 
     assert result.tier is Tier.SNAPSHOT
     assert [i.movie_id for i in result.items] == [1, 5]
+
+
+def test_after_a_redis_error_calls_fail_fast_for_a_second(
+    fragile_redis: redis.Redis, disposable_redis: RedisServer
+) -> None:
+    now = [100.0]
+    store = ServingStore(fragile_redis, clock=lambda: now[0])
+    disposable_redis.stop()
+    with pytest.raises(StoreUnavailableError):
+        store.current_version()
+
+    disposable_redis.start()
+    now[0] += 0.5
+    with pytest.raises(StoreUnavailableError, match="failing fast"):
+        store.current_version()  # Redis is back, but the container does not try again yet
+    now[0] += 1.0
+    assert store.current_version() is None  # answers again: nothing is published there

@@ -59,6 +59,9 @@ class IngestSettings(RedisSettings, MongoSettings):
 
 
 class RecommendSettings(RedisSettings):
+    # A request has 100 ms in all: a cache that does not answer in 50 ms is treated as down.
+    redis_connect_timeout_ms: int = Field(default=50, ge=1, le=10_000)
+    redis_socket_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     artifact_bucket: str = Field(description="S3 bucket holding published model artifacts.")
     deadline_ms: int = Field(default=100, ge=5, le=10_000)
     default_k: int = Field(default=10, ge=1, le=100)

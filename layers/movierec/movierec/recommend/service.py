@@ -120,7 +120,8 @@ class Recommender:
         view: UserView | None = None
         if run.ok:
             view = run.attempt(Tier.PERSONALIZED, lambda: self._store.user_view(version, user_id))
-        exclude = (view.seen if view else frozenset()) | self._retired_quietly()
+        # After a store failure the request goes straight to the snapshot: no second timeout.
+        exclude = (view.seen if view else frozenset()) | (self._retired_quietly() if run.ok else frozenset())
         if view is not None and version is not None:
             served = run.try_tier(
                 Tier.PERSONALIZED, lambda: self._personalized(view, version, exclude, k, genre)

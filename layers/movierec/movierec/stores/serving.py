@@ -18,6 +18,10 @@ from movierec.errors import StoreUnavailableError
 from movierec.publication import Item, Manifest, MovieInfo, decode_items, decode_movie_info, encode_items
 
 VERSION_CACHE_SECONDS = 1.0
+RETIRED_CACHE_SECONDS = 1.0
+FAIL_FAST_SECONDS = 1.0
+"""After a Redis error, calls fail at once for this long: a sick cache costs one timeout per second
+per container, not one per request, so every request still answers inside its deadline."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,13 @@ class ServingStore:
         self._clock = clock
         self._version: tuple[float, str | None] | None = None
         self._manifests: dict[str, Manifest] = {}
+        self._retired: tuple[float, frozenset[int]] | None = None
+        self._failed_at: float | None = None
 
     def reconnect(self) -> None:
         self._redis.connection_pool.disconnect()
         self._version = None
+        self._failed_at = None
 
     def current_version(self) -> str | None:
         now = self._clock()
@@ -102,7 +109,11 @@ class ServingStore:
         return {m: decode_movie_info(raw) for m, raw in zip(movie_ids, raws, strict=True) if raw}
 
     def retired(self) -> frozenset[int]:
-        return frozenset(int(m) for m in self._call(self._redis.smembers, keys.RETIRED_MOVIES))
+        now = self._clock()
+        if self._retired is None or now - self._retired[0] > RETIRED_CACHE_SECONDS:
+            members = self._call(self._redis.smembers, keys.RETIRED_MOVIES)
+            self._retired = (now, frozenset(int(m) for m in members))
+        return self._retired[1]
 
     def save_online(self, version: str, user_id: str, items: list[Item], ttl_seconds: int) -> None:
         self._call(
@@ -112,9 +123,13 @@ class ServingStore:
             ex=ttl_seconds,
         )
 
-    @staticmethod
-    def _call(function: Callable[..., object], *args: object, **kwargs: object) -> Any:
+    def _call(self, function: Callable[..., object], *args: object, **kwargs: object) -> Any:
+        if self._failed_at is not None and self._clock() - self._failed_at < FAIL_FAST_SECONDS:
+            raise StoreUnavailableError("Redis: failing fast after a recent error")
         try:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
         except redis.RedisError as error:
+            self._failed_at = self._clock()
             raise StoreUnavailableError(f"Redis: {error}") from error
+        self._failed_at = None
+        return result

@@ -42,7 +42,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 NEW_USER = "newcomer-1"
 
 # Small enough to run start to finish in a few minutes on two cores, large enough to be interesting.
-DEMO_DATA = SyntheticConfig(seed=7, n_users=800, n_movies=400, n_events=30_000, n_regions=5)
+DEMO_DATA = SyntheticConfig(seed=7, n_users=500, n_movies=300, n_events=12_000, n_regions=5)
 
 
 def register(commands: Any) -> None:
@@ -105,7 +105,7 @@ def demo_command(args: argparse.Namespace) -> int:
         say(f"published {sent:,} events to {resources.stream_name}")
 
         app = LocalApp(DEFAULT_TEMPLATE, environ=environ)
-        ingest(app, "ingesting through the event-source-mapping poller")
+        ingest(app, "ingesting through the event-source-mapping poller", sent)
 
         say("running the training job (python -m training_job train): popularity, NeuMF, gate, publish")
         status = run_training(app, args.budget_seconds)
@@ -115,7 +115,7 @@ def demo_command(args: argparse.Namespace) -> int:
         newcomer_region = most_common_region(dataset)
         if newcomer_region:
             sign_up(stream, NEW_USER, newcomer_region)
-            ingest(app, f"a new user {NEW_USER} signs up in region {newcomer_region!r}")
+            ingest(app, f"a new user {NEW_USER} signs up in region {newcomer_region!r}", 1)
 
         server = start_api(app, args.port, cleanup)
         say(f"the API is listening on {server.url}")
@@ -181,10 +181,22 @@ def load_data(movielens: str | None) -> Dataset:
     return generate(replace(DEMO_DATA, start=end - timedelta(days=120), end=end))
 
 
-def ingest(app: LocalApp, what: str) -> None:
+def ingest(app: LocalApp, what: str, expected: int) -> None:
     say(what)
     poller = app.poller()
     poller.log = lambda line: None  # the demo prints a summary instead of a line per batch
+    progress = Progress("ingested")
+    delivered = 0
+    invoke = poller.invoke
+
+    def counting(event: dict[str, Any]) -> Any:
+        nonlocal delivered
+        result = invoke(event)
+        delivered += len(event.get("Records", ()))
+        progress(min(delivered, expected), expected)
+        return result
+
+    poller.invoke = counting
     started = time.monotonic()
     stats = poller.drain()
     say(f"    {stats.summary()} in {time.monotonic() - started:.1f}s")

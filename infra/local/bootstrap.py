@@ -1,4 +1,4 @@
-"""Create the template's stream, buckets, queues and secrets on moto or LocalStack, idempotently.
+"""Create the template's stream, buckets, queues, secrets and topics on moto or LocalStack, idempotently.
 
 Names come from ``template.yaml`` resolved for the local stack, so local code finds the same names
 that AWS would give it. Running it twice changes nothing (an explicit secret value is re-written).
@@ -142,6 +142,10 @@ def bootstrap(
                 # Keep a value someone already put there; only a missing secret gets the default.
                 value = None if _secret_exists(secretsmanager, name) else defaults[logical_id]
             _put_secret(secretsmanager, name, value)
+        # The training pipeline's notifications (run-job pipeline publishes them); CreateTopic is idempotent.
+        sns = aws_client("sns", endpoint_url)
+        for topic in resources.topics:
+            sns.create_topic(Name=topic)
     except (ClientError, boto3.exceptions.Boto3Error) as error:
         raise UsageError(f"bootstrapping {endpoint_url} failed: {error}") from error
     except Exception as error:

@@ -40,6 +40,8 @@ TRAINING_TASK_ID = "TrainingTaskDefinition"
 TRAINING_CONTAINER = "training"
 
 FUNCTION_TYPES = frozenset({"AWS::Serverless::Function"})
+STATE_MACHINE_TYPES = frozenset({"AWS::Serverless::StateMachine"})
+LOCAL_TASK_DEFINITION_REVISION = 1
 PUBLIC = "NONE"
 
 
@@ -185,6 +187,21 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class StateMachineSpec:
+    """A state machine whose definition is a file (``DefinitionUri``), as the local runner executes it."""
+
+    logical_id: str
+    name: str
+    definition_path: Path
+    substitutions: Mapping[str, str | None]
+    """``DefinitionSubstitutions`` resolved for the local stack; None where the value exists only in AWS."""
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{self.name}"
+
+
+@dataclass(frozen=True)
 class LocalResources:
     """The names the local cloud creates; the same ones the template gives AWS."""
 
@@ -201,6 +218,7 @@ class LocalResources:
     buckets: tuple[str, ...] = ()
     queues: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
     dead_letter_queue_url: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -479,6 +497,19 @@ class Stack:
             return LOCAL_API_ID
         if kind == "AWS::IAM::Role":
             return f"{self.stack_name}-{logical_id}"
+        if kind == "AWS::ECS::Cluster":
+            return self._name(logical_id, "ClusterName")
+        if kind == "AWS::ECS::TaskDefinition":
+            family = self._name(logical_id, "Family")
+            return (
+                f"arn:aws:ecs:{REGION}:{ACCOUNT_ID}:task-definition/{family}:{LOCAL_TASK_DEFINITION_REVISION}"
+            )
+        if kind in {"AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"}:
+            name_property = "Name" if kind == "AWS::Serverless::StateMachine" else "StateMachineName"
+            name = self._name(logical_id, name_property)
+            return f"arn:aws:states:{REGION}:{ACCOUNT_ID}:stateMachine:{name}"
+        if kind == "AWS::CloudWatch::Dashboard":
+            return self._name(logical_id, "DashboardName")
         raise UnresolvedError(f"the id of {logical_id} ({kind}) exists only in AWS")
 
     def _get_att(self, logical_id: str, attribute: str) -> Any:
@@ -511,6 +542,11 @@ class Stack:
             return arn_prefix.format("logs") + f"log-group:{name}:*"
         if kind in {"AWS::Serverless::Function", "AWS::Lambda::Function"} and attribute == "Arn":
             return arn_prefix.format("lambda") + f"function:{self._name(logical_id, 'FunctionName')}"
+        if kind == "AWS::ECS::Cluster" and attribute == "Arn":
+            return arn_prefix.format("ecs") + f"cluster/{self._name(logical_id, 'ClusterName')}"
+        if kind == "AWS::SNS::Topic" and attribute in {"TopicArn", "TopicName"}:
+            name = self._name(logical_id, "TopicName")
+            return name if attribute == "TopicName" else arn_prefix.format("sns") + name
         if kind == "AWS::KMS::Key" and attribute == "Arn":
             return arn_prefix.format("kms") + "key/00000000-0000-0000-0000-000000000000"
         raise UnresolvedError(f"{logical_id}.{attribute} exists only in AWS")
@@ -620,6 +656,40 @@ class Stack:
                 )
         return sources
 
+    # -- state machines --
+
+    def state_machine_ids(self) -> list[str]:
+        return self.of_type(*STATE_MACHINE_TYPES)
+
+    def state_machine(self, logical_id: str | None = None) -> StateMachineSpec:
+        """A state machine of the template (the only one when no id is given) with its substitutions."""
+        known = self.state_machine_ids()
+        names = ", ".join(sorted(known)) or "none"
+        if logical_id is None:
+            if not known:
+                raise UsageError(f"{self.template_path.name} has no state machine to run")
+            if len(known) > 1:
+                raise UsageError(f"{self.template_path.name} has several state machines ({names}); pick one")
+            logical_id = known[0]
+        if logical_id not in known:
+            raise UsageError(f"no state machine {logical_id!r} in {self.template_path.name} ({names})")
+        properties = self.resources[logical_id].get("Properties") or {}
+        definition_uri = self.resolve(properties.get("DefinitionUri"))
+        if not isinstance(definition_uri, str) or definition_uri.startswith("s3://"):
+            raise UsageError(f"{logical_id}: DefinitionUri must be a local file to run it locally")
+        substitutions: dict[str, str | None] = {}
+        for name, value in (properties.get("DefinitionSubstitutions") or {}).items():
+            try:
+                substitutions[str(name)] = self.resolve_text(value)
+            except UnresolvedError:
+                substitutions[str(name)] = None
+        return StateMachineSpec(
+            logical_id=logical_id,
+            name=self._name(logical_id, "Name"),
+            definition_path=(self.base_dir / definition_uri).resolve(),
+            substitutions=substitutions,
+        )
+
     # -- the HTTP API --
 
     def routes(self) -> list[Route]:
@@ -709,6 +779,7 @@ class Stack:
             buckets=tuple(self._name(i, "BucketName") for i in self.of_type("AWS::S3::Bucket")),
             queues=tuple(self._name(i, "QueueName") for i in self.of_type("AWS::SQS::Queue")),
             secrets=tuple(self._name(i, "Name") for i in self.of_type("AWS::SecretsManager::Secret")),
+            topics=tuple(self._name(i, "TopicName") for i in self.of_type("AWS::SNS::Topic")),
             dead_letter_queue_url=(
                 queue_url(self.endpoint_url, ACCOUNT_ID, dead_letter_queue) if self.endpoint_url else None
             ),

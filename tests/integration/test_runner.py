@@ -22,6 +22,7 @@ from infra.local.apigw import HttpApiServer, local_jwt
 from infra.local.bootstrap import bootstrap
 from infra.local.errors import UsageError
 from infra.local.template import DEFAULT_TEMPLATE
+from tests.unit.test_statemachine import write_fake_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_APP = REPO_ROOT / "tests" / "fixtures" / "runner_app"
@@ -72,6 +73,9 @@ def test_bootstrap_creates_what_the_template_names_and_is_idempotent(aws_reset: 
     mongo = secrets.get_secret_value(SecretId=first.mongodb_secret_name)["SecretString"]
     assert mongo == "mongodb://db.local:27017/x"
     assert secrets.get_secret_value(SecretId=first.redis_auth_secret_name)["SecretString"]
+    topics = {t["TopicArn"].rsplit(":", 1)[-1] for t in client("sns", aws_reset).list_topics()["Topics"]}
+    assert topics >= {"movierec-local-alarms", "movierec-local-training"}
+    assert set(first.topics) == {"movierec-local-alarms", "movierec-local-training"}
 
 
 def test_bootstrap_reports_an_unreachable_endpoint_in_one_line() -> None:
@@ -108,6 +112,71 @@ def test_poll_until_idle_drains_the_stream_through_the_template_function(
 
 def test_poll_without_a_stream_says_to_start_the_cloud(aws_reset: str, app_dir: Path) -> None:
     assert run_cli(["poll", "--until-idle", "-t", str(app_dir / "template.yaml")]) == 2
+
+
+# ---- run-job pipeline ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipeline_stack(aws_reset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The real template (a copy) bootstrapped on moto, with the training topic feeding a queue."""
+    template = tmp_path / "template.yaml"
+    shutil.copy(DEFAULT_TEMPLATE, template)
+    shutil.copytree(REPO_ROOT / "infra" / "statemachine", tmp_path / "infra" / "statemachine")
+    script, log = write_fake_job(tmp_path)
+    monkeypatch.setenv("FAKE_JOB_LOG", str(log))
+    resources = bootstrap(aws_reset, template)
+    sns, sqs = client("sns", aws_reset), client("sqs", aws_reset)
+    topic = f"arn:aws:sns:us-east-1:123456789012:{resources.stack_name}-training"
+    queue = sqs.create_queue(QueueName="training-notices")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return {"template": template, "script": script, "log": log, "queue": queue, "endpoint": aws_reset}
+
+
+def run_pipeline(stack: dict[str, Any], *options: str) -> int:
+    entrypoint = f"{sys.executable} {stack['script']}"
+    return run_cli(
+        ["run-job", "-t", str(stack["template"]), "pipeline", "--entrypoint", entrypoint, *options]
+    )
+
+
+def notices(stack: dict[str, Any]) -> list[str]:
+    response = client("sqs", stack["endpoint"]).receive_message(
+        QueueUrl=stack["queue"], MaxNumberOfMessages=10
+    )
+    return [message["Body"] for message in response.get("Messages", [])]
+
+
+def test_run_job_pipeline_gate_rejection_notifies_the_topic_and_records_the_metric(
+    pipeline_stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FAKE_JOB_PLAN", json.dumps({"fit": [3]}))
+    assert run_pipeline(pipeline_stack, "--run-id", "it-1") == 0
+    summary = json.loads(capfd.readouterr().out)
+    assert (summary["status"], summary["states"][-1]["name"]) == ("SUCCEEDED", "KeptPreviousModel")
+    (body,) = notices(pipeline_stack)
+    assert body.startswith("Training run it-1 was not published")
+    cloudwatch = client("cloudwatch", pipeline_stack["endpoint"])
+    (metric,) = cloudwatch.list_metrics(Namespace="MovieRec", MetricName="GateRejected")["Metrics"]
+    assert metric["Dimensions"] == [{"Name": "service", "Value": "pipeline"}]
+    calls = [json.loads(line) for line in pipeline_stack["log"].read_text().splitlines()]
+    assert [call["stage"] for call in calls] == ["export", "fit"]
+    assert {call["env"]["AWS_ENDPOINT_URL"] for call in calls} == {pipeline_stack["endpoint"]}
+
+
+def test_run_job_pipeline_failure_is_notified_and_exits_1(
+    pipeline_stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FAKE_JOB_PLAN", json.dumps({"publish": [1]}))
+    assert run_pipeline(pipeline_stack, "--run-id", "it-2", "--max-retry-delay", "0") == 1
+    assert json.loads(capfd.readouterr().out)["error"] == "TrainingFailed"
+    (body,) = notices(pipeline_stack)
+    assert body.startswith("Training run it-2 failed: ")
 
 
 # ---- start-api ----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ from infra.local.lambda_context import LambdaContext
 from infra.local.sample_events import EVENTS_DIR, build, render
 from infra.local.template import DEFAULT_TEMPLATE, LocalCloud, Route, Stack, local_environment
 from movierec.events import parse_event
+from tests.unit.test_statemachine import job_calls, write_fake_job
 
-FIXTURE_APP = Path(__file__).resolve().parents[1] / "fixtures" / "runner_app"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_APP = REPO_ROOT / "tests" / "fixtures" / "runner_app"
 NOW = 1_800_000_000.0
 
 
@@ -439,6 +442,125 @@ def test_run_job_runs_the_training_entrypoint_with_the_training_environment(
     assert env["ARTIFACT_BUCKET"] == "movierec-local-artifacts-123456789012-us-east-1"
     assert env["REDIS_URL"] == "redis://127.0.0.1:6379/0"
     assert env["POWERTOOLS_SERVICE_NAME"] == "training"
+
+
+@pytest.fixture
+def pipeline_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """A copy of template.yaml (no running cloud's cloud.json applies), the fake job and its call log."""
+    template = tmp_path / "template.yaml"
+    shutil.copy(DEFAULT_TEMPLATE, template)
+    (tmp_path / "infra" / "statemachine").mkdir(parents=True)
+    shutil.copy(
+        REPO_ROOT / "infra" / "statemachine" / "training.asl.json", tmp_path / "infra" / "statemachine"
+    )
+    script, log = write_fake_job(tmp_path)
+    monkeypatch.setenv("FAKE_JOB_LOG", str(log))
+    monkeypatch.delenv("FAKE_JOB_PLAN", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    return template, script, log
+
+
+def pipeline_cli(template: Path, script: Path, *options: str) -> int:
+    entrypoint = f"{sys.executable} {script}"
+    return run_cli(["run-job", "-t", str(template), "pipeline", "--entrypoint", entrypoint, *options])
+
+
+def test_run_job_pipeline_runs_the_template_state_machine_and_prints_the_execution(
+    pipeline_template: tuple[Path, Path, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    template, script, log = pipeline_template
+    assert pipeline_cli(template, script, "--run-id", "cli-1") == 0
+    out, err = capfd.readouterr()
+    summary = json.loads(out)
+    assert (summary["name"], summary["status"]) == ("cli-1", "SUCCEEDED")
+    assert [state["name"] for state in summary["states"]] == [
+        "Plan",
+        "PlanLatest",
+        "Export",
+        "Fit",
+        "GateOutcome",
+        "Publish",
+        "Published",
+    ]
+    calls = job_calls(log)
+    assert [call["argv"][:5] for call in calls] == [
+        ["train", "--stage", stage, "--run-id", "cli-1"] for stage in ("export", "fit", "publish")
+    ]
+    assert calls[0]["env"]["ARTIFACT_BUCKET"] == "movierec-local-artifacts-123456789012-us-east-1"
+    assert calls[0]["env"]["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+    assert "execution cli-1 of movierec-local-training: starting at Plan" in err
+    assert "Publish: succeeded" in err
+
+
+def test_run_job_pipeline_notifies_the_local_topic_when_the_gate_keeps_the_model(
+    aws: None,
+    pipeline_template: tuple[Path, Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    template, script, _ = pipeline_template
+    monkeypatch.setattr(runner, "aws_client", lambda service, endpoint: boto3.client(service, "us-east-1"))
+    sns, sqs = boto3.client("sns", "us-east-1"), boto3.client("sqs", "us-east-1")
+    topic = sns.create_topic(Name="movierec-local-training")["TopicArn"]
+    queue = sqs.create_queue(QueueName="notices")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    monkeypatch.setenv("FAKE_JOB_PLAN", json.dumps({"fit": [3]}))
+
+    assert pipeline_cli(template, script, "--run-id", "cli-2") == 0
+    assert json.loads(capfd.readouterr().out)["states"][-1]["name"] == "KeptPreviousModel"
+    (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]
+    assert "Training run cli-2 was not published" in message["Body"]
+    metrics = boto3.client("cloudwatch", "us-east-1").list_metrics(Namespace="MovieRec")["Metrics"]
+    assert [(m["MetricName"], m["Dimensions"]) for m in metrics] == [
+        ("GateRejected", [{"Name": "service", "Value": "pipeline"}])
+    ]
+
+
+def test_run_job_pipeline_exits_1_when_the_execution_fails(
+    aws: None,
+    pipeline_template: tuple[Path, Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    template, script, log = pipeline_template
+    monkeypatch.setattr(runner, "aws_client", lambda service, endpoint: boto3.client(service, "us-east-1"))
+    boto3.client("sns", "us-east-1").create_topic(Name="movierec-local-training")
+    monkeypatch.setenv("FAKE_JOB_PLAN", json.dumps({"export": [2]}))
+    assert pipeline_cli(template, script, "--max-retry-delay", "0") == 1
+    summary = json.loads(capfd.readouterr().out)
+    assert (summary["status"], summary["error"]) == ("FAILED", "TrainingFailed")
+    assert summary["name"].startswith("local-")
+    assert [call["stage"] for call in job_calls(log)] == ["export", "export"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--input", "{nope"], "--input is not valid JSON"),
+        (["--state-machine", "Nope"], "no state machine 'Nope'"),
+        (["--run-id", "two words"], "execution name"),
+    ],
+)
+def test_run_job_pipeline_usage_errors_exit_2(
+    pipeline_template: tuple[Path, Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    template, script, log = pipeline_template
+    assert pipeline_cli(template, script, *options) == 2
+    assert message in capsys.readouterr().out
+    assert not log.exists()
+
+
+def test_run_job_pipeline_needs_a_state_machine(app_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["run-job", "-t", str(app_dir / "template.yaml"), "pipeline"]) == 2
+    assert "template.yaml has no state machine to run" in capsys.readouterr().out
 
 
 # ---- the Kinesis poller (moto in-process) -------------------------------------------------------------

@@ -228,3 +228,21 @@ def test_after_a_redis_error_calls_fail_fast_for_a_second(
         store.current_version()  # Redis is back, but the container does not try again yet
     now[0] += 1.0
     assert store.current_version() is None  # answers again: nothing is published there
+
+
+def test_reconnect_rebuilds_the_client(redis_client: redis.Redis, redis_url: str, blobs: BlobStore) -> None:
+    """What the SnapStart after-restore hook calls: a new client, so a rotated AUTH token is read."""
+    version = publish_version(redis_client, blobs)
+    built: list[redis.Redis] = []
+
+    def fresh_client() -> redis.Redis:
+        built.append(redis.Redis.from_url(redis_url))
+        return built[-1]
+
+    service = Recommender(
+        ServingStore(redis_client, reconnect_with=fresh_client), PopularitySnapshot(), POLICY
+    )
+    service.reconnect()
+
+    assert len(built) == 1
+    assert service.published_version() == version

@@ -15,7 +15,9 @@ from movierec.stores.serving import ServingStore
 
 def build_recommender(settings: RecommendSettings) -> Recommender:
     snapshot_path = Path(settings.popularity_snapshot_path) if settings.popularity_snapshot_path else None
-    store = ServingStore(connect_redis(settings))
+    store = ServingStore(
+        connect_redis(settings), reconnect_with=lambda: connect_redis(settings, fresh_secret=True)
+    )
     return Recommender(
         store=store,
         snapshot=PopularitySnapshot.load(snapshot_path),

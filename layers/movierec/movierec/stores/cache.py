@@ -8,8 +8,9 @@ from movierec.config import RedisSettings
 from movierec.stores.secrets import read_secret
 
 
-def connect_redis(settings: RedisSettings) -> redis.Redis:
-    password = read_secret(settings.redis_auth_secret_arn) if settings.redis_auth_secret_arn else None
+def connect_redis(settings: RedisSettings, *, fresh_secret: bool = False) -> redis.Redis:
+    secret = settings.redis_auth_secret_arn
+    password = read_secret(secret, fresh=fresh_secret) if secret else None
     return redis.Redis.from_url(
         settings.redis_url,
         password=password,

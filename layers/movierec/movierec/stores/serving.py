@@ -36,8 +36,14 @@ class UserView:
 
 
 class ServingStore:
-    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        clock: Callable[[], float] = time.monotonic,
+        reconnect_with: Callable[[], redis.Redis] | None = None,
+    ) -> None:
         self._redis = client
+        self._reconnect_with = reconnect_with
         self._clock = clock
         self._version: tuple[float, str | None] | None = None
         self._manifests: dict[str, Manifest] = {}
@@ -45,7 +51,10 @@ class ServingStore:
         self._failed_at: float | None = None
 
     def reconnect(self) -> None:
+        """Fresh connections (and a freshly read AUTH secret, when built with ``reconnect_with``)."""
         self._redis.connection_pool.disconnect()
+        if self._reconnect_with is not None:
+            self._redis = self._reconnect_with()
         self._version = None
         self._failed_at = None
 

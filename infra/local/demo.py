@@ -35,10 +35,11 @@ from movierec.data.dataset import Dataset
 from movierec.data.movielens import MovieLensFormatError, load_movielens
 from movierec.data.publisher import publish
 from movierec.data.synthetic import SyntheticConfig, generate
-from movierec.events import EventType, SignupEvent, dump_event
+from movierec.events import EventType, SignupEvent, WatchEvent, dump_event
 from movierec.stores.stream import KinesisStream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LOG_DIR = REPO_ROOT / ".local" / "demo"
 NEW_USER = "newcomer-1"
 
 # Small enough to run start to finish in a few minutes on two cores, large enough to be interesting.
@@ -105,10 +106,15 @@ def demo_command(args: argparse.Namespace) -> int:
         say(f"published {sent:,} events to {resources.stream_name}")
 
         app = LocalApp(DEFAULT_TEMPLATE, environ=environ)
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        functions_log = cleanup.enter_context((LOG_DIR / "functions.log").open("w"))
+        for function_id in app.stack.function_ids():
+            app.hosts.get(function_id).log = functions_log  # the functions' own logs and metrics
+        say(f"the functions log to {LOG_DIR / 'functions.log'}")
         ingest(app, "ingesting through the event-source-mapping poller", sent)
 
         say("running the training job (python -m training_job train): popularity, NeuMF, gate, publish")
-        status = run_training(app, args.budget_seconds)
+        status = run_training(app, args.budget_seconds, LOG_DIR / "training.log")
         if status not in {0, 3}:
             raise UsageError(f"the training job failed with exit status {status}; see its log above")
 
@@ -202,11 +208,46 @@ def ingest(app: LocalApp, what: str, expected: int) -> None:
     say(f"    {stats.summary()} in {time.monotonic() - started:.1f}s")
 
 
-def run_training(app: LocalApp, budget_seconds: float) -> int:
+def run_training(app: LocalApp, budget_seconds: float, log_path: Path) -> int:
+    """The job as `run-job training` runs it; its structured log goes to a file, a summary here."""
     environment, _ = training_environment(app.stack, app.cloud, environ=app.environ)
     argv = [sys.executable, "-m", "training_job", "train", "--budget-seconds", str(budget_seconds)]
-    completed = subprocess.run(argv, cwd=REPO_ROOT, env={**app.environ, **environment}, check=False)
+    say(f"    its log: {log_path}")
+    with log_path.open("w") as log:
+        completed = subprocess.run(
+            argv, cwd=REPO_ROOT, env={**app.environ, **environment, "LOG_LEVEL": "INFO", "POWERTOOLS_LOG_LEVEL": "INFO"}, stdout=log,
+            stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
+    for line in log_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        summary = TRAINING_SUMMARY.get(record.get("message", "")) if isinstance(record, dict) else None
+        if summary:
+            say("    " + summary(record))
     return completed.returncode
+
+
+def _metrics(values: dict[str, float]) -> str:
+    return ", ".join(
+        f"{name} {values[name]:.3f}" for name in ("hr@10", "ndcg@10", "full_recall@10") if name in values
+    )
+
+
+TRAINING_SUMMARY: dict[str, Any] = {
+    "exported": lambda r: f"read {r['interactions']:,} interactions of {r['users']:,} users from MongoDB",
+    "model evaluated": lambda r: (
+        f"NeuMF {_metrics(r['metrics'])}; "
+        + "; ".join(f"{name} {_metrics(values)}" for name, values in r.get("baselines", {}).items())
+        + f"; gate: {r['gate']}"
+    ),
+    "the quality gate kept the published model": lambda r: f"gate REJECTED the model: {r['reason']}",
+    "published": lambda r: (
+        f"published version {r['version']}: {r['segments']} popularity segments, "
+        f"{r['users_published']:,} precomputed lists"
+    ),
+}
 
 
 def most_common_region(dataset: Dataset) -> str | None:
@@ -218,6 +259,19 @@ def known_user(dataset: Dataset) -> str:
     """An active user (upper quartile): personal enough to show, without having seen everything."""
     activity = Counter(dataset.interactions.user.tolist()).most_common()
     return dataset.users.ids[activity[len(activity) // 4][0]]
+
+
+def watch(stream: KinesisStream, user_id: str, movie_id: int) -> None:
+    event = WatchEvent(
+        type=EventType.WATCH,
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"movierec-demo/{user_id}/watch/{movie_id}"),
+        occurred_at=datetime.now(UTC),
+        user_id=user_id,
+        movie_id=movie_id,
+        seconds_watched=5400,
+        completion=1.0,
+    )
+    stream.put([(dump_event(event), user_id)])
 
 
 def sign_up(stream: KinesisStream, user_id: str, region: str) -> None:
@@ -254,9 +308,14 @@ class Sample:
 
 def show_requests(
     base_url: str, known: str, newcomer: str | None, dataset: Dataset, region: str | None
-) -> None:
-    samples = [
+) -> int | None:
+    """Prints each request and its answer; returns the known user's top pick."""
+    top = show(
+        base_url,
         Sample(f"personalised recommendations for a known user ({known})", "/v1/recommendations?k=5", known),
+    )
+    top_pick = int(top["items"][0]["movie_id"]) if top.get("items") else None
+    samples = [
         Sample(
             "the same user, one genre only", f"/v1/recommendations?k=3&genre={first_genre(dataset)}", known
         ),
@@ -266,21 +325,29 @@ def show_requests(
             Sample(f"a brand-new user in region {region!r} (cold start)", "/v1/recommendations?k=5", newcomer)
         )
     samples += [
-        Sample("popular for an anonymous visitor", f"/v1/popular?k=5&region={region or ''}"),
-        Sample("movies similar to the known user's top pick", "/v1/movies/{similar}/similar?k=3"),
+        Sample(
+            f"popular in region {region!r}, for an anonymous visitor",
+            f"/v1/popular?k=5&region={region or ''}",
+        ),
+        Sample("popular everywhere, for an anonymous visitor", "/v1/popular?k=5"),
+        Sample(
+            "movies similar to the known user's top pick", f"/v1/movies/{top_pick or 1}/similar?k=3", known
+        ),
         Sample("no identity", "/v1/recommendations"),
         Sample("an out-of-range parameter", "/v1/recommendations?k=500", known),
         Sample("health", "/health"),
     ]
-    top_pick: int | None = None
     for sample in samples:
-        path = sample.path.replace("{similar}", str(top_pick or int(dataset.movies.ids[0])))
-        headers = {"Authorization": f"Bearer {local_jwt({'sub': sample.user})}"} if sample.user else {}
-        status, body = get(base_url + path, headers)
-        if top_pick is None and status == 200 and body.get("items"):
-            top_pick = int(body["items"][0]["movie_id"])
-        curl = f"curl -s '{base_url}{path}'" + "".join(f" -H '{k}: {v}'" for k, v in headers.items())
-        print(f"\n# {sample.title}\n$ {curl}\n{status} {summarise(body)}", flush=True)
+        show(base_url, sample)
+    return top_pick
+
+
+def show(base_url: str, sample: Sample) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {local_jwt({'sub': sample.user})}"} if sample.user else {}
+    status, body = get(base_url + sample.path, headers)
+    curl = f"curl -s '{base_url}{sample.path}'" + "".join(f" -H '{k}: {v}'" for k, v in headers.items())
+    print(f"\n# {sample.title}\n$ {curl}\n{status} {summarise(body)}", flush=True)
+    return body
 
 
 def first_genre(dataset: Dataset) -> str:

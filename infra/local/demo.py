@@ -40,6 +40,7 @@ from movierec.stores.stream import KinesisStream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO_ROOT / ".local" / "demo"
+JOB_LOGGING = {"LOG_LEVEL": "INFO", "POWERTOOLS_LOG_LEVEL": "INFO"}  # the demo summarises the job's log
 NEW_USER = "newcomer-1"
 
 # Small enough to run start to finish in a few minutes on two cores, large enough to be interesting.
@@ -215,7 +216,7 @@ def run_training(app: LocalApp, budget_seconds: float, log_path: Path) -> int:
     say(f"    its log: {log_path}")
     with log_path.open("w") as log:
         completed = subprocess.run(
-            argv, cwd=REPO_ROOT, env={**app.environ, **environment, "LOG_LEVEL": "INFO", "POWERTOOLS_LOG_LEVEL": "INFO"}, stdout=log,
+            argv, cwd=REPO_ROOT, env={**app.environ, **environment, **JOB_LOGGING}, stdout=log,
             stderr=subprocess.STDOUT, check=False,
         )  # fmt: skip
     for line in log_path.read_text().splitlines():

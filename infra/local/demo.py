@@ -126,9 +126,14 @@ def demo_command(args: argparse.Namespace) -> int:
 
         server = start_api(app, args.port, cleanup)
         say(f"the API is listening on {server.url}")
-        show_requests(
-            server.url, known_user(dataset), NEW_USER if newcomer_region else None, dataset, newcomer_region
-        )
+        known = known_user(dataset)
+        newcomer = NEW_USER if newcomer_region else None
+        top_pick = show_requests(server.url, known, newcomer, dataset, newcomer_region)
+        if top_pick is not None:
+            watch(stream, known, top_pick)
+            ingest(app, f"user {known} watches movie {top_pick}, their top pick, right now", 1)
+            title = f"{known} again: the precomputed list is stale now, NeuMF scores online (no {top_pick})"
+            show(server.url, Sample(title, "/v1/recommendations?k=5", known))
         if args.once:
             return 0
         say("serving until Ctrl-C")

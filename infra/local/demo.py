@@ -165,8 +165,6 @@ def start_cloud(cleanup: ExitStack) -> dict[str, str]:
         "REDIS_URL": redis.url,
         "MONGODB_URI": mongo_uri,
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
 
 

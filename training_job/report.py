@@ -1,0 +1,141 @@
+"""A small human report per run: ``report.html`` with metrics vs baselines, the gate decision, the
+chosen parameters, timings, and PNG plots (learning curves, comparison, tuning), stored next to the
+artifact."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on a server; must precede pyplot
+import matplotlib.pyplot as plt
+
+from training_job.gate import GateDecision
+
+HEADLINE = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "coverage@10")
+
+
+def _png(figure: Any) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def learning_curves(history: Sequence[Mapping[str, float]], als_validation_ndcg: float | None) -> bytes:
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = [h["epoch"] for h in history]
+    left.plot(epochs, [h["loss"] for h in history], marker="o")
+    left.set(title="training loss (BCE)", xlabel="epoch")
+    right.plot(epochs, [h["val_hr"] for h in history], marker="o", label="NeuMF HR@10")
+    right.plot(epochs, [h["val_ndcg"] for h in history], marker="o", label="NeuMF NDCG@10")
+    if als_validation_ndcg is not None:
+        right.axhline(als_validation_ndcg, color="grey", linestyle="--", label="tuned ALS NDCG@10")
+    right.set(title="validation (99 sampled negatives)", xlabel="epoch")
+    right.legend(fontsize=8)
+    return _png(figure)
+
+
+def comparison(metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]) -> bytes:
+    models = {"NeuMF": metrics, **baselines}
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for axis, keys, title in (
+        (axes[0], ("hr@10", "ndcg@10"), "sampled (1 + 99 negatives)"),
+        (axes[1], ("full_hr@10", "full_ndcg@10"), "full ranking (all unseen movies)"),
+    ):
+        width = 0.8 / len(models)
+        for i, (name, values) in enumerate(models.items()):
+            axis.bar(
+                [j + i * width for j in range(len(keys))],
+                [values.get(k, 0.0) for k in keys],
+                width=width,
+                label=name,
+            )
+        axis.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))], list(keys))
+        axis.set_title(title)
+    axes[0].legend(fontsize=8)
+    return _png(figure)
+
+
+def tuning(trials: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes:
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    for name, rows in trials.items():
+        done = [
+            (t["number"], t["value"]) for t in rows if t.get("value") is not None and t["state"] == "COMPLETE"
+        ]
+        if not done:
+            continue
+        numbers, values = zip(*done, strict=True)
+        best = [max(values[: i + 1]) for i in range(len(values))]
+        axis.scatter(numbers, values, s=12, label=f"{name} trials")
+        axis.plot(numbers, best, label=f"{name} best so far")
+    axis.set(title="tuning: validation NDCG@10", xlabel="trial")
+    axis.legend(fontsize=8)
+    return _png(figure)
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    def cell(value: Any) -> str:
+        text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        return f"<td>{html.escape(text)}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def build_report(
+    title: str,
+    metrics: Mapping[str, float],
+    baselines: Mapping[str, Mapping[str, float]],
+    params: Mapping[str, Any],
+    timings: Mapping[str, float],
+    history: Sequence[Mapping[str, float]],
+    trials: Mapping[str, Sequence[Mapping[str, Any]]],
+    summary: Mapping[str, Any],
+    gate: GateDecision | None = None,
+) -> dict[str, bytes]:
+    """``{"report.html": ..., "learning_curves.png": ..., "comparison.png": ..., "tuning.png": ...}``."""
+    als_val = baselines.get("als", {}).get("validation_ndcg@10")
+    files = {
+        "learning_curves.png": learning_curves(history, als_val),
+        "comparison.png": comparison(metrics, baselines),
+        "tuning.png": tuning(trials),
+    }
+    models = {"NeuMF": metrics, **baselines}
+    headline = _table(
+        [[name, *(m.get(k, "") for k in HEADLINE)] for name, m in models.items()], ["model", *HEADLINE]
+    )
+    extra = _table(sorted((k, v) for k, v in metrics.items() if k not in HEADLINE), ["metric", "NeuMF"])
+    gate_html = ""
+    if gate is not None:
+        verdict = "PASSED" if gate.passed else "REJECTED"
+        items = "".join(f"<li>{html.escape(c)}</li>" for c in gate.checks)
+        gate_html = f"<h2>Gate: {verdict}</h2><p>{html.escape(gate.reason)}</p><ul>{items}</ul>"
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}} th{{background:#eee}}
+pre{{background:#f6f6f6;padding:1em}}
+</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+{_table(sorted(summary.items()), ["", ""])}
+{gate_html}
+<h2>Test metrics vs baselines (same run, same split)</h2>{headline}
+<img src="comparison.png" alt="model vs baselines">
+<h2>Learning curves (the chosen configuration, on validation)</h2><img src="learning_curves.png" alt="curves">
+<h2>Tuning (validation only)</h2><img src="tuning.png" alt="tuning">
+<h2>All model metrics</h2>{extra}
+<h2>Chosen parameters</h2><pre>{html.escape(json.dumps(params, indent=2, sort_keys=True))}</pre>
+<h2>Timings</h2>{_table(sorted(timings.items()), ["", "value"])}
+</body></html>
+"""
+    files["report.html"] = page.encode()
+    return files

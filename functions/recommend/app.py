@@ -47,6 +47,7 @@ def _errors(*codes: HTTPStatus) -> dict[int, Any]:
         for code in codes
     }
 
+
 K = Annotated[int, Query(ge=1, le=api.MAX_K, description="How many movies to return.")]
 Genre = Annotated[str | None, Query(pattern=api.GENRE_PATTERN, description="Only movies of this genre.")]
 

@@ -127,13 +127,16 @@ class Pipeline:
         if not popularity_only and stage in {"fit", "all"}:
             decision, artifact = self.fit(inputs, cutoff, budget_seconds)
             if not decision.passed:
+                if stage == "all":
+                    self.publish_popularity_if_nothing_is_published(inputs)
                 return EXIT_GATE_REJECTED
         if stage == "fit":
             return 0
         if stage == "publish" and not popularity_only:
             decision, artifact = self.load_decision()
             if decision is not None and not decision.passed:
-                logger.info("the quality gate rejected this run's model; nothing to publish")
+                logger.info("the quality gate rejected this run's model; the published version stays")
+                self.publish_popularity_if_nothing_is_published(inputs)
                 return EXIT_GATE_REJECTED
         self.publish(inputs, decision, artifact)
         logger.info(
@@ -240,6 +243,13 @@ class Pipeline:
         return decision, load(body)
 
     # ---- publish -----------------------------------------------------------------------------------------
+
+    def publish_popularity_if_nothing_is_published(self, inputs: RunInputs) -> None:
+        """A rejected model keeps the published version. On the very first run there is none, and
+        new users would get nothing: popularity needs no gate, so it is published alone."""
+        if PublicationStore(connect_redis(self.settings)).current_version() is None:
+            logger.info("nothing is published yet: publishing popularity without the rejected model")
+            self.publish(inputs, None, None)
 
     def publish(
         self, inputs: RunInputs, decision: FitDecision | None, artifact: ModelArtifact | None

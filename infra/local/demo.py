@@ -55,7 +55,12 @@ def register(commands: Any) -> None:
         default=os.environ.get("MOVIELENS"),
         help="a MovieLens release folder instead of synthetic data (or MOVIELENS=PATH)",
     )
-    parser.add_argument("--port", type=int, default=3000, help="the API's port (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=3000, help="the API's port (default: %(default)s; 0 = any)"
+    )
+    parser.add_argument(
+        "--events", type=int, default=DEMO_DATA.n_events, help="synthetic interactions (default: %(default)s)"
+    )
     parser.add_argument("--budget-seconds", type=float, default=90.0, help="tuning and training budget")
     parser.set_defaults(func=demo_command)
 
@@ -88,6 +93,11 @@ class Progress:
 
 def demo_command(args: argparse.Namespace) -> int:
     with ExitStack() as cleanup:
+        dataset = load_data(args.movielens, args.events)
+        say(
+            f"data: {dataset.name}: {len(dataset.users):,} users, {len(dataset.movies):,} movies, "
+            f"{len(dataset.interactions):,} interactions"
+        )
         say("starting the local cloud: Redis, MongoDB (wire server), moto on free ports")
         environ = start_cloud(cleanup)
         cleanup.enter_context(patched_environ(environ))
@@ -97,11 +107,6 @@ def demo_command(args: argparse.Namespace) -> int:
             f"bucket {resources.bucket_name}"
         )
 
-        dataset = load_data(args.movielens)
-        say(
-            f"data: {dataset.name}: {len(dataset.users):,} users, {len(dataset.movies):,} movies, "
-            f"{len(dataset.interactions):,} interactions"
-        )
         stream = KinesisStream(resources.stream_name)
         sent = publish(dataset, stream, progress=Progress("published to Kinesis"))
         say(f"published {sent:,} events to {resources.stream_name}")
@@ -180,7 +185,7 @@ def patched_environ(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def load_data(movielens: str | None) -> Dataset:
+def load_data(movielens: str | None, events: int = DEMO_DATA.n_events) -> Dataset:
     if movielens:
         try:
             return load_movielens(Path(movielens))
@@ -188,7 +193,20 @@ def load_data(movielens: str | None) -> Dataset:
             raise UsageError(str(error)) from error
     # Recent timestamps, so "trending now" and recency matter; whole hours keep a day's runs identical.
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    return generate(replace(DEMO_DATA, start=end - timedelta(days=120), end=end))
+    # Fewer events get a proportionally smaller catalogue and audience, so the data stays as dense.
+    scale = min(1.0, events / DEMO_DATA.n_events)
+    config = replace(
+        DEMO_DATA,
+        n_events=events,
+        n_users=max(DEMO_DATA.n_regions * 4, int(DEMO_DATA.n_users * scale)),
+        n_movies=max(50, int(DEMO_DATA.n_movies * scale)),
+        start=end - timedelta(days=120),
+        end=end,
+    )
+    try:
+        return generate(config)
+    except ValueError as error:
+        raise UsageError(f"--events {events}: {error}") from error
 
 
 def ingest(app: LocalApp, what: str, expected: int) -> None:

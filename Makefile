@@ -80,6 +80,7 @@ demo: venv ## the whole product end to end on synthetic data (ARGS=--once to exi
 bench: $(VENV)/.stamp $(VENV_MONGO)/.stamp ## benchmarks: ingest, serve, train (ratios against same-run baselines)
 	$(PY) -m bench.ingest --quick
 	$(PY) -m bench.serve --quick
+	$(PY) -m bench.train --quick
 
 # ---- build and deploy ----------------------------------------------------------------------------------
 .PHONY: build

@@ -160,7 +160,7 @@ def top_n_lists(
         if not rows:
             continue
         model_users = np.asarray([artifact.user_index(dataset.users.ids[u]) for u in rows], dtype=np.int64)
-        scores = artifact.user_gmf_weighted[model_users] @ artifact.item_gmf.T
+        scores = artifact.retrieval_scores(model_users)  # what ModelArtifact.retrieve ranks by
         scores[:, never] = -np.inf
         for i, row in enumerate(rows):
             seen = to_artifact[interactions.movie[order[starts[row] : starts[row + 1]]]]

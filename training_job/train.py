@@ -193,14 +193,14 @@ def _train_epoch(
     n, batch = len(samples), params.batch_size
     for begin in range(0, n, batch):
         end = min(begin + batch, n)
-        logit, gmf_logit, parts = model(samples.user[begin:end], samples.movie[begin:end])
+        logit, gmf_logit, penalty = model(samples.user[begin:end], samples.movie[begin:end], params.l2 > 0)
         label, weight = samples.label[begin:end], samples.weight[begin:end]
         loss = F.binary_cross_entropy_with_logits(logit, label, weight=weight)
         if params.gmf_aux_weight > 0:
             aux = F.binary_cross_entropy_with_logits(gmf_logit, label, weight=weight)
             loss = loss + params.gmf_aux_weight * aux
         if params.l2 > 0:
-            loss = loss + params.l2 * model.penalty(parts)
+            loss = loss + params.l2 * penalty
         optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)  # typed, unlike Tensor.backward
         optimizer.step()
@@ -219,7 +219,7 @@ def _train_epoch_softmax(
         end = min(begin + step, rows)
         movies = samples.movie[begin:end]
         users = samples.user[begin:end].repeat_interleave(width)
-        logit, gmf_logit, parts = model(users, movies.reshape(-1))
+        logit, gmf_logit, penalty = model(users, movies.reshape(-1), params.l2 > 0)
         target = torch.zeros(end - begin, dtype=torch.int64)
         weight = samples.weight[begin:end]
         loss = (F.cross_entropy(logit.view(-1, width), target, reduction="none") * weight).mean()
@@ -227,7 +227,7 @@ def _train_epoch_softmax(
             aux = (F.cross_entropy(gmf_logit.view(-1, width), target, reduction="none") * weight).mean()
             loss = loss + params.gmf_aux_weight * aux
         if params.l2 > 0:
-            loss = loss + params.l2 * model.penalty(parts)
+            loss = loss + params.l2 * penalty
         optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(loss)
         optimizer.step()

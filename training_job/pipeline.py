@@ -198,7 +198,7 @@ class Pipeline:
         result = fit(
             inputs.dataset, FitConfig(budget_seconds=budget_seconds), cutoff=cutoff, previous_metrics=previous
         )
-        dated = f"features/{time.strftime('%Y-%m-%d', time.gmtime(inputs.data_cutoff))}/{self.run_id}/"
+        dated = f"{self.prefix}features/{time.strftime('%Y-%m-%d', time.gmtime(inputs.data_cutoff))}/"
         for name, body in result.feature_files.items():
             self.blobs.put(dated + name, body, "application/vnd.apache.parquet")
         for name, body in result.report_files.items():

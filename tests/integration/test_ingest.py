@@ -210,3 +210,32 @@ def test_a_partly_redelivered_batch_counts_only_the_new_events(harness: Harness)
     assert user is not None
     assert user["counts"] == {"rating": 1, "watch": 1}
     assert harness.trending(keys.GLOBAL_SEGMENT) == {b"1": 1.0, b"2": 1.0}
+
+
+def test_a_user_with_new_events_and_an_older_profile_change_gets_both_right(harness: Harness) -> None:
+    # One statement per user carries counters and profile fields; a newer stored field rejects it,
+    # and its parts are then applied one by one.
+    ingest(harness, kinesis_event([event_payload("profile", 9, user_id="u8", region="APAC", locale="ja-JP")]))
+    older = event_payload("signup", 1, user_id="u8", region="EU", country="FR", locale="fr-FR")
+    rating = event_payload("rating", 2, user_id="u8", movie_id=3, rating=4.0)
+
+    assert ingest(harness, kinesis_event([older, rating])) == []
+    assert ingest(harness, kinesis_event([older, rating])) == []
+
+    user = harness.mongo["users"].find_one({"_id": "u8"})
+    assert user is not None
+    assert user["profile"] == {"region": "apac", "locale": "ja-JP", "country": "FR"}
+    assert user["counts"] == {"profile": 1, "signup": 1, "rating": 1}
+
+
+def test_an_older_upsert_after_a_retire_keeps_the_movie_retired_and_takes_its_metadata(
+    harness: Harness,
+) -> None:
+    ingest(harness, kinesis_event([event_payload("movie_retire", 5, movie_id=43)]))
+    ingest(harness, kinesis_event([event_payload("movie_upsert", 1, movie_id=43, title="Late")]))
+
+    movie = harness.mongo["movies"].find_one({"_id": 43})
+    assert movie is not None
+    assert movie["retired"] is True
+    assert movie["title"] == "Late"
+    assert harness.redis.sismember(keys.RETIRED_MOVIES, "43")

@@ -8,6 +8,12 @@ One ``bulk_write(ordered=False)`` per collection per batch. Redelivery is harmle
 
 A guarded upsert whose guard fails tries to insert an existing ``_id`` and is rejected with duplicate
 key error 11000: for those operations that is the expected "already applied / older" outcome.
+
+Statements, not bytes, are what a write costs, so each user gets one statement per batch (counters and
+profile fields together) and each movie upsert one (status and metadata together). Such a statement is
+guarded by all of its parts at once; when it is rejected, its parts are sent again one guarded statement
+each, so exactly the new events count and exactly the newer fields win. Only classic update operators
+are used: Amazon DocumentDB rejects updates written as aggregation pipelines.
 """
 
 from __future__ import annotations
@@ -81,26 +87,33 @@ class EventDocuments:
             now = datetime.now(UTC)
             duplicates = _bulk(self._db[EVENTS], [InsertOne(_event_document(e, now)) for e in events])
             self._write_users(events, profiles)
-            _bulk(self._db[MOVIES], [op for change in movies for op in _movie_operations(change)])
+            self._write_movies(movies)
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
         return WriteOutcome(stored=len(events) - len(duplicates), duplicates=len(duplicates))
 
     def _write_users(self, events: Sequence[Event], profiles: Sequence[ProfileChange]) -> None:
-        # One counter update per user (not per event) keeps the batch cheap. A user whose grouped
-        # update was rejected had some events applied already (a partial redelivery): their events
-        # are retried one by one, each guarded on its own, so exactly the new ones count.
         by_user = _events_by_user(events)
+        fields = _newest_fields(profiles)
         users = list(by_user)
-        grouped = [_counter_operation(user, by_user[user]) for user in users]
-        rejected = _bulk(self._db[USERS], grouped + _profile_operations(profiles))
+        grouped = [_user_operation(user, by_user[user], fields.get(user, {})) for user in users]
+        # A profile change always comes with its user's event; this only keeps a stray one from being lost.
+        strays = [
+            op for user in fields if user not in by_user for op in _profile_operations(user, fields[user])
+        ]
+        rejected = _bulk(self._db[USERS], grouped + strays)
         retry = [
-            _counter_operation(users[index], [event])
+            op
             for index in sorted(rejected)
-            if index < len(users) and len(by_user[users[index]]) > 1
-            for event in by_user[users[index]]
+            if index < len(users)
+            for op in _user_parts(users[index], by_user[users[index]], fields.get(users[index], {}))
         ]
         _bulk(self._db[USERS], retry)
+
+    def _write_movies(self, movies: Sequence[MovieChange]) -> None:
+        rejected = _bulk(self._db[MOVIES], [_movie_operation(change) for change in movies])
+        retry = [op for index in sorted(rejected) for op in _movie_parts(movies[index])]
+        _bulk(self._db[MOVIES], retry)
 
     def forget(self, event_ids: Sequence[str]) -> None:
         """Test and maintenance helper: remove raw events (for GDPR erasure and fixtures)."""
@@ -139,65 +152,112 @@ def _events_by_user(events: Sequence[Event]) -> dict[str, list[Event]]:
     return grouped
 
 
-def _counter_operation(user_id: str, events: Sequence[Event]) -> UpdateOne:
-    """One atomic, guarded update of a user's counters for their events in this batch.
+Fields = dict[str, tuple[str | int, str]]
+"""A user's newest profile fields in a batch: field -> (value, version)."""
 
-    The filter requires none of the event ids to be in the user's applied window, and the update pushes
-    them in: a redelivered event matches nothing, and the upsert is rejected with 11000.
+
+def _newest_fields(profiles: Sequence[ProfileChange]) -> dict[str, Fields]:
+    """Per user and field, the newest value in the batch: the only one last-writer-wins can keep."""
+    newest: dict[str, Fields] = defaultdict(dict)
+    for change in profiles:
+        fields = newest[change.user_id]
+        for field, value in change.fields.items():
+            if field not in fields or fields[field][1] < change.version:
+                fields[field] = (value, change.version)
+    return newest
+
+
+def _user_operation(user_id: str, events: Sequence[Event], fields: Fields) -> UpdateOne:
+    """One atomic, guarded update of a user's counters (and newer profile fields) for this batch.
+
+    The filter requires none of the event ids to be in the user's applied window, and each field's
+    stored version to be older than the batch's; the update pushes the ids in. A redelivered event or
+    a newer stored field matches nothing, and the upsert is rejected with 11000.
     """
     event_ids = [str(e.event_id) for e in events]
     counts = Counter(str(e.type) for e in events)
-    return UpdateOne(
-        {
-            "_id": user_id,
-            "applied_event_ids": {"$nin": event_ids} if len(event_ids) > 1 else {"$ne": event_ids[0]},
-        },
-        {
-            "$inc": {f"counts.{kind}": n for kind, n in counts.items()},
-            "$min": {"first_seen": min(e.occurred_at for e in events)},
-            "$max": {"last_seen": max(e.occurred_at for e in events)},
-            "$push": {"applied_event_ids": {"$each": event_ids, "$slice": -APPLIED_WINDOW}},
-        },
-        upsert=True,
+    query: Document = {
+        "_id": user_id,
+        "applied_event_ids": {"$nin": event_ids} if len(event_ids) > 1 else {"$ne": event_ids[0]},
+    }
+    update: Document = {
+        "$inc": {f"counts.{kind}": n for kind, n in counts.items()},
+        "$min": {"first_seen": min(e.occurred_at for e in events)},
+        "$max": {"last_seen": max(e.occurred_at for e in events)},
+        "$push": {"applied_event_ids": {"$each": event_ids, "$slice": -APPLIED_WINDOW}},
+    }
+    if fields:
+        query["$and"] = [
+            _older(f"profile_versions.{field}", version) for field, (_, version) in fields.items()
+        ]
+        update["$set"] = _field_values(fields)
+    return UpdateOne(query, update, upsert=True)
+
+
+def _user_parts(user_id: str, events: Sequence[Event], fields: Fields) -> list[UpdateOne]:
+    """A rejected user update split into one guarded statement per event and per profile field."""
+    if len(events) == 1 and not fields:
+        return []  # its one guard failed: the event was applied before
+    return [_user_operation(user_id, [event], {}) for event in events] + _profile_operations(user_id, fields)
+
+
+def _profile_operations(user_id: str, fields: Fields) -> list[UpdateOne]:
+    return [
+        UpdateOne(
+            {"_id": user_id, **_older(f"profile_versions.{field}", version)},
+            {"$set": _field_values({field: (value, version)})},
+            upsert=True,
+        )
+        for field, (value, version) in fields.items()
+    ]
+
+
+def _field_values(fields: Fields) -> Document:
+    values: Document = {}
+    for field, (value, version) in fields.items():
+        values[f"profile.{field}"] = value
+        values[f"profile_versions.{field}"] = version
+    return values
+
+
+def _movie_operation(change: MovieChange) -> UpdateOne:
+    """Status and metadata are separate last-writer-wins registers (see realtime._APPLY_MOVIE); an
+    upsert writes both, in one statement guarded by both."""
+    if change.retired:
+        return _newer_than(("status_version",), change.movie_id, change.version, {"retired": True})
+    fields = _movie_metadata(change) | {"retired": False}
+    return _newer_than(("status_version", "metadata_version"), change.movie_id, change.version, fields)
+
+
+def _movie_parts(change: MovieChange) -> list[UpdateOne]:
+    """A rejected upsert split into its two registers, each guarded on its own."""
+    if change.retired:
+        return []  # its one register holds a newer status
+    movie, version = change.movie_id, change.version
+    return [
+        _newer_than(("status_version",), movie, version, {"retired": False}),
+        _newer_than(("metadata_version",), movie, version, _movie_metadata(change)),
+    ]
+
+
+def _movie_metadata(change: MovieChange) -> Document:
+    return {
+        "title": change.title,
+        "genres": list(change.genres),
+        "year": change.year,
+        "cast": list(change.cast),
+        "plot": change.plot,
+    }
+
+
+def _newer_than(version_fields: tuple[str, ...], movie_id: int, version: str, fields: Document) -> UpdateOne:
+    guards = [_older(field, version) for field in version_fields]
+    query: Document = (
+        {"_id": movie_id, **guards[0]} if len(guards) == 1 else {"_id": movie_id, "$and": guards}
     )
+    return UpdateOne(query, {"$set": fields | dict.fromkeys(version_fields, version)}, upsert=True)
 
 
-def _profile_operations(profiles: Sequence[ProfileChange]) -> list[UpdateOne]:
-    operations: list[UpdateOne] = []
-    for change in profiles:
-        for field, value in change.fields.items():
-            version_path = f"profile_versions.{field}"
-            operations.append(
-                UpdateOne(
-                    {
-                        "_id": change.user_id,
-                        "$or": [{version_path: {"$lt": change.version}}, {version_path: {"$exists": False}}],
-                    },
-                    {"$set": {f"profile.{field}": value, version_path: change.version}},
-                    upsert=True,
-                )
-            )
-    return operations
-
-
-def _movie_operations(change: MovieChange) -> list[UpdateOne]:
-    """Status and metadata are separate last-writer-wins registers (see realtime._APPLY_MOVIE)."""
-    operations = [_newer_than("status_version", change.movie_id, change.version, {"retired": change.retired})]
-    if not change.retired:
-        metadata = {
-            "title": change.title,
-            "genres": list(change.genres),
-            "year": change.year,
-            "cast": list(change.cast),
-            "plot": change.plot,
-        }
-        operations.append(_newer_than("metadata_version", change.movie_id, change.version, metadata))
-    return operations
-
-
-def _newer_than(version_field: str, movie_id: int, version: str, fields: Document) -> UpdateOne:
-    return UpdateOne(
-        {"_id": movie_id, "$or": [{version_field: {"$lt": version}}, {version_field: {"$exists": False}}]},
-        {"$set": fields | {version_field: version}},
-        upsert=True,
-    )
+def _older(version_path: str, version: str) -> Document:
+    """The stored version at this path is older than ``version``, or there is none yet."""
+    return {"$or": [{version_path: {"$lt": version}}, {version_path: {"$exists": False}}]}

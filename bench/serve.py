@@ -78,13 +78,15 @@ from infra.local.lambda_context import LambdaContext
 from infra.local.servers import RedisServer, accepts_connections, free_port
 from movierec import keys
 from movierec.config import RecommendSettings
-from movierec.data.synthetic import GENRES, REGIONS
+from movierec.data.synthetic import GENRES, REGIONS, SyntheticConfig, generate
 from movierec.ingest.effects import Engagement, MovieChange, ProfileChange
 from movierec.publication import Item, MovieInfo, encode_items
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
 from movierec.stores.publication import PIPELINE_CHUNK, PublicationStore, PublicationWriter
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
+from training_job.fit import FitConfig, fit
+from training_job.model import NeuMFParams
 from training_job.publishing import SNAPSHOT_KEY, publish
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +115,8 @@ class Plan:
     publish_users: int
     publish_rounds: int
     profile_calls: int
+    model_users: int  # the synthetic data the online tier's model is fitted on
+    model_events: int
 
 
 QUICK = Plan(
@@ -127,6 +131,8 @@ QUICK = Plan(
     publish_users=1_000,
     publish_rounds=3,
     profile_calls=500,
+    model_users=1_000,
+    model_events=40_000,
 )
 FULL = Plan(
     name="full",
@@ -140,6 +146,8 @@ FULL = Plan(
     publish_users=5_000,
     publish_rounds=5,
     profile_calls=3_000,
+    model_users=5_000,
+    model_events=200_000,
 )
 
 
@@ -181,7 +189,9 @@ def populate(client: redis.Redis, blobs: BlobStore, plan: Plan, work_dir: Path) 
     n = plan.users_per_tier
     users = {
         "personalized": [f"p{i}" for i in range(n)],
-        "online": [f"o{i}" for i in range(n)],
+        # Online users are unknown to the model (it folds in their recent watches) and each is timed
+        # once: a second request would be answered from the list the first one cached.
+        "online": [f"o{i}" for i in range(plan.warmup + plan.samples)],
         "regional_popular": [f"r{i}" for i in range(n)],
         "global_popular": [f"g{i}" for i in range(n)],
     }
@@ -190,6 +200,7 @@ def populate(client: redis.Redis, blobs: BlobStore, plan: Plan, work_dir: Path) 
     for region in REGIONS:
         popularity[keys.region_segment(region)] = ranked(rng, catalogue, POPULAR_LENGTH)
     lists = ((user, ranked(rng, catalogue, LIST_LENGTH)) for user in users["personalized"])
+    model_version, artifact_uri = fit_model(plan, blobs)
     now = time.time()
     publication = publish(
         PublicationStore(client),
@@ -199,18 +210,23 @@ def populate(client: redis.Redis, blobs: BlobStore, plan: Plan, work_dir: Path) 
         catalogue,
         data_cutoff=now - 60,
         grace_seconds=3_600,
+        model_version=model_version,
+        artifact_uri=artifact_uri,
     )
-    # Real-time state, through ingest's own store: everyone has watched ~20 movies (before the
-    # publication's cutoff, so precomputed lists are not stale); regional users have signed up.
+    # Real-time state, through ingest's own store. Personalized and online users have watched 20
+    # movies (before the publication's cutoff, so precomputed lists are not stale). Popularity users
+    # are cold starts with no activity, or online scoring would answer them: regional users have
+    # signed up with a region, global users have told us nothing.
     state = RealtimeState(client, recent_length=50, applied_ttl_seconds=8 * 24 * 3_600)
     movie_ids = sorted(catalogue)
-    for tier in ("personalized", "online", "regional_popular", "global_popular"):
+    for tier in ("personalized", "online", "regional_popular"):
         engagements: list[Engagement] = []
         profiles: list[ProfileChange] = []
         for user in users[tier]:
-            for movie_id in rng.sample(movie_ids, 20):
-                at = now - rng.uniform(600, 7_200)
-                engagements.append(Engagement(uuid.uuid4().hex, user, movie_id, at, "watch"))
+            if tier != "regional_popular":
+                for movie_id in rng.sample(movie_ids, 20):
+                    at = now - rng.uniform(600, 7_200)
+                    engagements.append(Engagement(uuid.uuid4().hex, user, movie_id, at, "watch"))
             if tier in {"personalized", "regional_popular"}:
                 profiles.append(ProfileChange(user, {"region": rng.choice(REGIONS)}, "v1"))
         state.apply(engagements, profiles, [], TRENDING, now)
@@ -222,6 +238,25 @@ def populate(client: redis.Redis, blobs: BlobStore, plan: Plan, work_dir: Path) 
     snapshot_path = work_dir / "popularity-snapshot.json"
     snapshot_path.write_bytes(snapshot)  # what the deploy bundles next to the function
     return Population(publication.version, catalogue, users, snapshot_path)
+
+
+def fit_model(plan: Plan, blobs: BlobStore) -> tuple[str, str]:
+    """A real NeuMF artifact, of the default shape, over the catalogue's movie ids (1..movies): a short
+    fit on synthetic data, uploaded where the training pipeline puts it. Its quality is beside the
+    point here; its size (movies x factors, the MLP) is what online scoring's latency depends on."""
+    progress(f"fitting a NeuMF model over {plan.movies:,} movies for the online tier")
+    data = generate(
+        SyntheticConfig(n_users=plan.model_users, n_movies=plan.movies, n_events=plan.model_events, seed=SEED)
+    )
+    config = FitConfig(budget_seconds=1.0, params=NeuMFParams(), max_epochs=2, max_trials=1, progress=False)
+    result = fit(data, config)
+    uri = blobs.put(f"models/{result.model_version}/model.npz", result.artifact_bytes)
+    return result.model_version, uri
+
+
+def forget_online_lists(client: redis.Redis, version: str, users: Sequence[str]) -> None:
+    """Drop the lists online scoring cached, so the next request for each user scores again (untimed)."""
+    delete_keys(client, [keys.online_recommendations(version, user) for user in users])
 
 
 # ---- the handler, in process ------------------------------------------------------------------------------
@@ -652,8 +687,11 @@ def run(quick: bool, profiler: Profiler) -> dict[str, Any]:
         progress(f"servers ready (started: {', '.join(servers.started)})")
         rig = build_rig(servers, plan, Path(temp))
         sources = check_sources(rig.callers, rig.live_tiers)
+        online_users = rig.population.users["online"]
+        forget_online_lists(rig.setup_client, rig.population.version, online_users)
         summaries = time_live_tiers(rig)
         sources_after = check_sources(rig.callers, rig.live_tiers)  # the same tiers after the run
+        forget_online_lists(rig.setup_client, rig.population.version, online_users)
         round_trips = count_round_trips(rig.callers, rig.live_tiers)
         if profiler.path:
             progress(f"profiling {plan.profile_calls} personalized requests")

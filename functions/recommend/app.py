@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from movierec.config import RecommendSettings
 from movierec.errors import StoreUnavailableError
 from movierec.observability import logger, metrics, tracer
-from movierec.recommend import api
+from movierec.recommend import api, hot_path
 from movierec.recommend.service import UnknownGenreError
 from movierec.recommend.wiring import build_recommender
 
@@ -144,7 +144,11 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    # The hot route's plain case skips the resolver's per-request cost; everything else, errors
+    # included, goes through the resolver (see movierec.recommend.hot_path).
+    request = hot_path.parse(event)
+    response = hot_path.answer(recommender, request) if request is not None else None
+    return response if response is not None else app.resolve(event, context)
 
 
 def openapi_document() -> str:

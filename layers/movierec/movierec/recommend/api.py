@@ -3,8 +3,9 @@ mapping from domain results to them."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field
 
 from movierec.observability import MetricName, metrics
@@ -58,13 +59,32 @@ def movie(item: Item) -> Movie:
 
 
 def recommendation_list(result: Recommendations) -> RecommendationList:
-    return RecommendationList(
-        recommendation_id=result.recommendation_id,
-        source=result.tier.source,
-        model_version=result.model_version,
-        degraded=result.tier is Tier.SNAPSHOT,
-        items=[movie(item) for item in result.items],
-    )
+    return RecommendationList.model_validate(recommendation_document(result))
+
+
+def recommendation_json(result: Recommendations) -> str:
+    """The ``RecommendationList`` body as compact JSON (what the resolver sends, parsed, is the same)."""
+    return orjson.dumps(recommendation_document(result)).decode()
+
+
+def recommendation_document(result: Recommendations) -> dict[str, Any]:
+    """A ``RecommendationList`` as plain JSON types: the one mapping both encodings start from."""
+    return {
+        "recommendation_id": result.recommendation_id,
+        "source": result.tier.source,
+        "model_version": result.model_version,
+        "degraded": result.tier is Tier.SNAPSHOT,
+        "items": [
+            {
+                "movie_id": item.movie_id,
+                "title": item.title,
+                "genres": list(item.genres),
+                "year": item.year,
+                "score": item.score,
+            }
+            for item in result.items
+        ],
+    }
 
 
 def record_metrics(result: Recommendations) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -287,7 +287,7 @@ class Recommender:
             return frozenset()
 
 
-def _filtered(items: list[Item], exclude: frozenset[int], genre: str | None, k: int) -> list[Item]:
+def _filtered(items: Iterable[Item], exclude: frozenset[int], genre: str | None, k: int) -> list[Item]:
     chosen: list[Item] = []
     for item in items:
         if item.movie_id in exclude or (genre is not None and genre not in item.genres):

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from movierec import keys
-from movierec.publication import Item, Manifest, MovieInfo, encode_items, encode_movie_info
+from movierec.publication import Item, ItemEncoder, Manifest, MovieInfo, encode_movie_info
 
 PENDING_VERSIONS = f"{keys.PREFIX}:published:pending"
 PIPELINE_CHUNK = 1_000
@@ -23,18 +23,19 @@ class PublicationWriter:
     def __init__(self, client: redis.Redis, version: str) -> None:
         self._redis = client
         self.version = version
+        self._encoder = ItemEncoder()  # one per publication: each movie's metadata is encoded once
 
     def put_popularity(self, lists: Mapping[str, list[Item]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for segment, items in lists.items():
-            pipe.set(keys.popularity(self.version, segment), encode_items(items))
+            pipe.set(keys.popularity(self.version, segment), self._encoder.encode(items))
         pipe.execute()
 
     def put_recommendations(self, lists: Iterable[tuple[str, list[Item]]]) -> int:
         written = 0
         pipe = self._redis.pipeline(transaction=False)
         for user_id, items in lists:
-            pipe.set(keys.recommendations(self.version, user_id), encode_items(items))
+            pipe.set(keys.recommendations(self.version, user_id), self._encoder.encode(items))
             written += 1
             if len(pipe.command_stack) >= PIPELINE_CHUNK:
                 pipe.execute()

@@ -7,7 +7,7 @@ a second; popularity lists are cached a little longer by the caller.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +15,15 @@ import redis
 
 from movierec import keys
 from movierec.errors import StoreUnavailableError
-from movierec.publication import Item, Manifest, MovieInfo, decode_items, decode_movie_info, encode_items
+from movierec.publication import (
+    Item,
+    LazyItems,
+    Manifest,
+    MovieInfo,
+    decode_items,
+    decode_movie_info,
+    encode_items,
+)
 
 VERSION_CACHE_SECONDS = 1.0
 RETIRED_CACHE_SECONDS = 1.0
@@ -26,8 +34,8 @@ per container, not one per request, so every request still answers inside its de
 
 @dataclass(frozen=True)
 class UserView:
-    precomputed: list[Item] | None
-    online: list[Item] | None
+    precomputed: Sequence[Item] | None  # lazily decoded: the hot path reads ~k of ~100 rows
+    online: Sequence[Item] | None
     seen: frozenset[int]
     recent: list[int]  # newest first
     latest_engagement: float | None
@@ -87,8 +95,8 @@ class ServingStore:
         seen_raw, recent_raw, stale_raw, profile_raw = results[-4:]
         profile = {k.decode(): v.decode() for k, v in profile_raw.items() if not k.endswith(b"@v")}
         return UserView(
-            precomputed=decode_items(precomputed_raw) if precomputed_raw else None,
-            online=decode_items(online_raw) if online_raw else None,
+            precomputed=LazyItems(precomputed_raw) if precomputed_raw else None,
+            online=LazyItems(online_raw) if online_raw else None,
             seen=frozenset(int(m) for m in seen_raw),
             recent=[int(m) for m in recent_raw],
             latest_engagement=float(stale_raw) if stale_raw else None,

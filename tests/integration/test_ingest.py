@@ -239,3 +239,17 @@ def test_an_older_upsert_after_a_retire_keeps_the_movie_retired_and_takes_its_me
     assert movie["retired"] is True
     assert movie["title"] == "Late"
     assert harness.redis.sismember(keys.RETIRED_MOVIES, "43")
+
+
+def test_a_redis_node_that_lost_its_scripts_still_applies_the_batch_once(harness: Harness) -> None:
+    # Scripts run by SHA; a restarted or failed-over node answers NOSCRIPT and they are loaded then.
+    assert ingest(harness, kinesis_event([event_payload("signup", 0, user_id="u9", region="EU")])) == []
+    harness.redis.script_flush()
+    watch = event_payload("watch", 1, user_id="u9", movie_id=7, seconds_watched=60, completion=0.5)
+
+    assert ingest(harness, kinesis_event([watch])) == []
+    assert ingest(harness, kinesis_event([watch])) == []
+
+    assert harness.redis.smembers(keys.seen("u9")) == {b"7"}
+    assert harness.trending(keys.GLOBAL_SEGMENT) == {b"7": 1.0}
+    assert harness.trending(keys.region_segment("eu")) == {b"7": 1.0}

@@ -3,7 +3,9 @@ the live catalogue and trending counters.
 
 One batch costs two pipelined round trips: the first applies every user's and movie's changes with
 small Lua scripts (atomic per user, all keys in one hash-tag slot), the second adds the engagements that
-were new to trending. Seen sets, recent items, profiles and the catalogue are idempotent and
+were new to trending. Scripts run by SHA-1 (``EVALSHA``), so no ``SCRIPT EXISTS`` round trip precedes
+the first; a node that lost them (restart, failover) answers NOSCRIPT, and only those calls are re-run
+after loading them. Seen sets, recent items, profiles and the catalogue are idempotent and
 order-independent by construction; trending counts are guarded by each user's applied-events set, so a
 redelivered event never counts twice. If Redis fails between the two round trips, that batch's trending
 increments are skipped on redelivery (never doubled); the events themselves are safe in MongoDB.
@@ -11,12 +13,15 @@ increments are skipped on redelivery (never doubled); the events themselves are 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from movierec import keys
 from movierec.errors import StoreUnavailableError
@@ -97,6 +102,23 @@ return 1
 
 
 @dataclass(frozen=True)
+class _Script:
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> _Script:
+        return cls(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
+
+
+@dataclass(frozen=True)
+class _Call:
+    script: _Script
+    keys: list[str]
+    args: list[str | int | float]
+
+
+@dataclass(frozen=True)
 class TrendingPolicy:
     bucket_seconds: int
     buckets_kept: int
@@ -113,11 +135,9 @@ class RealtimeState:
         self._redis = client
         self._recent_length = recent_length
         self._applied_ttl = applied_ttl_seconds
-        self._apply_engagements = client.register_script(
-            _APPLY_ENGAGEMENTS % {"unattributed_cap": UNATTRIBUTED_CAP}
-        )
-        self._apply_profile = client.register_script(_APPLY_PROFILE)
-        self._apply_movie = client.register_script(_APPLY_MOVIE)
+        self._apply_engagements = _Script.of(_APPLY_ENGAGEMENTS % {"unattributed_cap": UNATTRIBUTED_CAP})
+        self._apply_profile = _Script.of(_APPLY_PROFILE)
+        self._apply_movie = _Script.of(_APPLY_MOVIE)
 
     def apply(
         self,
@@ -145,43 +165,46 @@ class RealtimeState:
         for item in engagements:
             by_user[item.user_id].append(item)
 
-        pipe = self._redis.pipeline(transaction=False)
+        calls: list[_Call] = []
         # Profiles first: engagements in the same batch then see the user's region.
         for change in profiles:
-            args: list[str | int] = [change.version]
+            args: list[str | int | float] = [change.version]
             for field, value in change.fields.items():
                 args += [field, value]
-            self._apply_profile(
-                keys=[keys.profile(change.user_id), keys.unattributed(change.user_id)], args=args, client=pipe
+            calls.append(
+                _Call(
+                    self._apply_profile,
+                    [keys.profile(change.user_id), keys.unattributed(change.user_id)],
+                    args,
+                )
             )
         for movie in movies:
             metadata = json.dumps(
                 {"title": movie.title, "genres": list(movie.genres), "year": movie.year},
                 separators=(",", ":"),
             )
-            self._apply_movie(
-                keys=[keys.MOVIES, keys.MOVIE_VERSIONS, keys.RETIRED_MOVIES],
-                args=[movie.movie_id, movie.version, int(movie.retired), metadata],
-                client=pipe,
+            calls.append(
+                _Call(
+                    self._apply_movie,
+                    [keys.MOVIES, keys.MOVIE_VERSIONS, keys.RETIRED_MOVIES],
+                    [movie.movie_id, movie.version, int(movie.retired), metadata],
+                )
             )
         users = list(by_user)
         for user_id in users:
             args = [repr(now), self._applied_ttl, self._recent_length]
             for item in by_user[user_id]:
                 args += [item.event_id, item.movie_id, repr(item.occurred_at)]
-            self._apply_engagements(
-                keys=[
-                    keys.applied_events(user_id),
-                    keys.seen(user_id),
-                    keys.recent(user_id),
-                    keys.stale(user_id),
-                    keys.profile(user_id),
-                    keys.unattributed(user_id),
-                ],
-                args=args,
-                client=pipe,
-            )
-        results = pipe.execute()
+            user_keys = [
+                keys.applied_events(user_id),
+                keys.seen(user_id),
+                keys.recent(user_id),
+                keys.stale(user_id),
+                keys.profile(user_id),
+                keys.unattributed(user_id),
+            ]
+            calls.append(_Call(self._apply_engagements, user_keys, args))
+        results = self._run(calls)
         per_profile = results[: len(profiles)]
         per_user = results[len(profiles) + len(movies) :]
 
@@ -204,6 +227,27 @@ class RealtimeState:
                     counts.add(keys.region_segment(region), item.movie_id, item.occurred_at)
         counts.write(self._redis)
         return RealtimeOutcome(new_engagements=counted, duplicate_engagements=len(engagements) - counted)
+
+    def _run(self, calls: Sequence[_Call]) -> list[Any]:
+        """All calls in one round trip. Calls that met NOSCRIPT are re-run, in order, once the scripts
+        are loaded; re-running only those keeps the others' answers (which events were new)."""
+        results = self._pipeline(calls)
+        missing = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            for script in {calls[index].script for index in missing}:
+                self._redis.script_load(script.source)
+            for index, result in zip(missing, self._pipeline([calls[i] for i in missing]), strict=True):
+                results[index] = result
+        for result in results:
+            if isinstance(result, redis.RedisError):
+                raise result
+        return results
+
+    def _pipeline(self, calls: Sequence[_Call]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        return pipe.execute(raise_on_error=False)
 
 
 class _TrendingCounts:

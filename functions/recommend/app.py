@@ -141,7 +141,7 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[Any]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # a user's recommendations stay out of traces
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The hot route's plain case skips the resolver's per-request cost; everything else, errors

@@ -26,7 +26,7 @@ from movierec.popularity import blend_with_trending
 from movierec.publication import Item
 from movierec.recommend.deadline import Deadline
 from movierec.recommend.snapshot import PopularitySnapshot
-from movierec.stores.serving import ServingStore, UserView
+from movierec.stores.serving import ServingStore, UserContext, UserView
 
 POPULARITY_CACHE_SECONDS = 30.0
 TRENDING_BUCKETS = 3
@@ -127,11 +127,12 @@ class Recommender:
                 Tier.PERSONALIZED, lambda: self._personalized(view, version, exclude, k, genre)
             )
             served = served or run.try_tier(
-                Tier.ONLINE, lambda: self._online(view, version, user_id, exclude, k, genre, run.deadline)
+                Tier.ONLINE, lambda: self._online(run, view, version, user_id, exclude, k, genre)
             )
             if served:
                 return run.result(served, version)
-        region = view.region if view else None
+        context = run.attempt(Tier.REGIONAL_POPULAR, lambda: run.user_context(user_id)) if view else None
+        region = context.region if context else None
         return self._popular_chain(run, version, region, exclude, k, genre)
 
     def popular(self, region: str | None, k: int, genre: str | None = None) -> Recommendations:
@@ -181,13 +182,13 @@ class Recommender:
 
     def _online(
         self,
+        run: _Run,
         view: UserView,
         version: str,
         user_id: str,
         exclude: frozenset[int],
         k: int,
         genre: str | None,
-        deadline: Deadline,
     ) -> list[Item] | str:
         if view.online is not None:
             cached = _filtered(view.online, exclude, genre, k)
@@ -195,12 +196,12 @@ class Recommender:
                 return cached
         if self._scorer is None:
             return "no model"
-        if not deadline.allows(ONLINE_BUDGET_MS):
+        if not run.deadline.allows(ONLINE_BUDGET_MS):
             return "deadline"
         scorer = self._scorer(version)
         if scorer is None:
             return "no model"
-        ranked = scorer.rank(user_id, view.recent, exclude, n=max(k * 5, 50))
+        ranked = scorer.rank(user_id, run.user_context(user_id).recent, exclude, n=max(k * 5, 50))
         if not ranked:
             return "unknown user"
         items = self._with_metadata(ranked)
@@ -307,8 +308,15 @@ class _Run:
         self.fallbacks: list[Fallback] = []
         self.tier_ms: dict[str, float] = {}
         self.ok = True
+        self._context: UserContext | None = None
         if genre is not None and genre not in recommender.known_genres():
             raise UnknownGenreError(genre)
+
+    def user_context(self, user_id: str) -> UserContext:
+        """The user's recent activity and profile, read once and only when a tier needs them."""
+        if self._context is None:
+            self._context = self.recommender._store.user_context(user_id)
+        return self._context
 
     def attempt(self, tier: Tier, action: Callable[[], T]) -> T | None:
         """Run a lookup a tier depends on; on a store failure record the fallback and carry on."""

@@ -1,4 +1,4 @@
-"""Redis reads for the recommend hot path: everything about one user in a single round trip.
+"""Redis reads for the recommend hot path: what the cached tiers need about a user in one round trip.
 
 The current version and its manifest change once per training run, so they are cached in-process for
 a second; popularity lists are cached a little longer by the caller.
@@ -34,13 +34,24 @@ per container, not one per request, so every request still answers inside its de
 
 @dataclass(frozen=True)
 class UserView:
+    """What the cached tiers need, read on every request in one round trip."""
+
     precomputed: Sequence[Item] | None  # lazily decoded: the hot path reads ~k of ~100 rows
     online: Sequence[Item] | None
     seen: frozenset[int]
-    recent: list[int]  # newest first
     latest_engagement: float | None
-    region: str | None
+
+
+@dataclass(frozen=True)
+class UserContext:
+    """What online scoring and segment popularity need: read only when the cached tiers cannot answer."""
+
+    recent: list[int]  # newest first
     profile: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def region(self) -> str | None:
+        return self.profile.get("region")
 
 
 class ServingStore:
@@ -81,28 +92,30 @@ class ServingStore:
             self._manifests = {version: Manifest.from_json(raw)}  # keep only the newest
         return self._manifests[version]
 
-    def user_view(self, version: str | None, user_id: str, recent_n: int = 20) -> UserView:
+    def user_view(self, version: str | None, user_id: str) -> UserView:
         pipe = self._redis.pipeline(transaction=False)
         if version is not None:
             pipe.get(keys.recommendations(version, user_id))
             pipe.get(keys.online_recommendations(version, user_id))
         pipe.smembers(keys.seen(user_id))
-        pipe.zrevrange(keys.recent(user_id), 0, recent_n - 1)
         pipe.get(keys.stale(user_id))
-        pipe.hgetall(keys.profile(user_id))
         results = self._call(pipe.execute)
         precomputed_raw, online_raw = (results[0], results[1]) if version is not None else (None, None)
-        seen_raw, recent_raw, stale_raw, profile_raw = results[-4:]
-        profile = {k.decode(): v.decode() for k, v in profile_raw.items() if not k.endswith(b"@v")}
+        seen_raw, stale_raw = results[-2:]
         return UserView(
             precomputed=LazyItems(precomputed_raw) if precomputed_raw else None,
             online=LazyItems(online_raw) if online_raw else None,
             seen=frozenset(int(m) for m in seen_raw),
-            recent=[int(m) for m in recent_raw],
             latest_engagement=float(stale_raw) if stale_raw else None,
-            region=profile.get("region"),
-            profile=profile,
         )
+
+    def user_context(self, user_id: str, recent_n: int = 20) -> UserContext:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zrevrange(keys.recent(user_id), 0, recent_n - 1)
+        pipe.hgetall(keys.profile(user_id))
+        recent_raw, profile_raw = self._call(pipe.execute)
+        profile = {k.decode(): v.decode() for k, v in profile_raw.items() if not k.endswith(b"@v")}
+        return UserContext(recent=[int(m) for m in recent_raw], profile=profile)
 
     def popularity(self, version: str, segment: str) -> list[Item] | None:
         raw = self._call(self._redis.get, keys.popularity(version, segment))

@@ -149,3 +149,31 @@ def test_health_reports_the_published_version(api: LocalApp) -> None:
     assert status == 200
     assert body["status"] == "ok"
     assert body["published_version"]
+
+
+def emitted_metrics(output: str) -> list[dict[str, Any]]:
+    """The EMF documents a request printed: to stdout in Lambda, to the local host's log (stderr) here."""
+    documents = [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+    return [d for d in documents if d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MovieRec"]
+
+
+def test_each_request_records_its_tier_and_each_fallback_with_its_reason(
+    api: LocalApp, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    call(api, with_user(sample("http-recommendations", k="1"), "42"))
+    hit = emitted_metrics(capsys.readouterr().err)
+
+    call(api, with_user(sample("http-recommendations", k="1"), "nobody"))
+    fallback = emitted_metrics(capsys.readouterr().err)
+
+    (served,) = [d for d in hit if "ServedByTier" in d]
+    assert (served["tier"], served["CacheHit"], served["ServedByTier"]) == ("personalized", [1.0], [1.0])
+    assert not [d for d in hit if "FallbackReason" in d]
+    (request,) = [d for d in fallback if "ServedByTier" in d]
+    assert request["tier"] == "global_popular"
+    assert request["CacheMiss"] == [1.0]
+    reasons = {(d["from_tier"], d["reason"]) for d in fallback if "FallbackReason" in d}
+    assert reasons == {("personalized", "miss"), ("online", "no model"), ("regional_popular", "no region")}
+    assert sorted(request["fallbacks"]) == sorted(f"{tier}: {reason}" for tier, reason in reasons)
+    assert set(request["tier_ms"]) >= {"personalized", "global_popular"}

@@ -22,7 +22,8 @@ GRAFANA = REPO_ROOT / "infra" / "grafana" / "movierec.json"
 ASL = REPO_ROOT / "infra" / "statemachine" / "training.asl.json"
 
 # The dimensions each metric is emitted with: Powertools adds `service` (POWERTOOLS_SERVICE_NAME), ingest
-# adds `type` to IngestedEvents, recommend adds `tier` to every request metric, and Powertools' cold-start
+# adds `type` to IngestedEvents, recommend adds `tier` to every request metric (FallbackReason: `from_tier`
+# and `reason`), and Powertools' cold-start
 # metric carries `function_name`. A dashboard or alarm naming other dimensions would show nothing.
 DIMENSIONS: dict[str, tuple[set[str], set[str]]] = {
     MetricName.INGESTED_EVENTS: ({"service", "type"}, {"ingest"}),
@@ -37,6 +38,7 @@ DIMENSIONS: dict[str, tuple[set[str], set[str]]] = {
     MetricName.CACHE_HIT: ({"service", "tier"}, {"recommend"}),
     MetricName.CACHE_MISS: ({"service", "tier"}, {"recommend"}),
     MetricName.FALLBACK: ({"service", "tier"}, {"recommend"}),
+    MetricName.FALLBACK_REASON: ({"from_tier", "reason", "service"}, {"recommend"}),
     MetricName.COLD_START: ({"function_name", "service"}, {"ingest", "recommend"}),
     MetricName.MODEL_PUBLISHED: ({"service"}, {"training"}),
     # The state machine records a rejection too (service=pipeline), in case the job's metrics are lost.

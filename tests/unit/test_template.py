@@ -4,6 +4,7 @@ runner reads and resolves it (infra/local/template.py)."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,22 @@ def test_functions_are_python312_arm64_traced_and_share_the_layer(template: dict
 
 
 def test_layer_requirements_ship_runtime_dependencies_but_not_boto3_or_torch() -> None:
+    """The layer ships exactly pyproject's runtime dependencies, extras included, less boto3 (the
+    Lambda runtime has it); torch is the training job's alone."""
     lines = [line.split("#")[0].strip() for line in LAYER_REQUIREMENTS.read_text().splitlines()]
-    names = {line.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip() for line in lines if line}
-    assert names == {"aws-lambda-powertools", "numpy", "pydantic", "pydantic-settings", "redis", "pymongo"}
+    shipped = {_requirement_name(line) for line in lines if line}
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert shipped == {_requirement_name(line) for line in project} - {"boto3"}
+    assert "torch" not in shipped
     assert any(line.startswith("aws-lambda-powertools[tracer]") for line in lines)
+    assert any(line.startswith("redis[hiredis]") for line in lines)
+
+
+def _requirement_name(line: str) -> str:
+    """``redis[hiredis]>=5.0`` -> ``redis[hiredis]``: the name with its extras, without the version."""
+    for marker in "><=!~;":
+        line = line.split(marker, maxsplit=1)[0]
+    return line.strip()
 
 
 def test_ingest_mapping_reports_item_failures_bisects_bounds_retries_and_dead_letters(stack: Stack) -> None:

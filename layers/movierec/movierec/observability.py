@@ -34,6 +34,7 @@ class MetricName(StrEnum):
     CACHE_HIT = "CacheHit"
     CACHE_MISS = "CacheMiss"
     FALLBACK = "Fallback"
+    FALLBACK_REASON = "FallbackReason"  # one per fallback, dimensions from_tier and reason
     COLD_START = "ColdStart"
     # training
     MODEL_PUBLISHED = "ModelPublished"

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pydantic import BaseModel, Field
 
-from movierec.observability import MetricName, metrics
+from movierec.observability import METRIC_NAMESPACE, MetricName, metrics
 from movierec.publication import Item
 from movierec.recommend.service import Recommendations, Tier
 
@@ -98,3 +99,13 @@ def record_metrics(result: Recommendations) -> None:
     metrics.add_metric(name=MetricName.CACHE_HIT if hit else MetricName.CACHE_MISS, unit="Count", value=1)
     if result.fallbacks:
         metrics.add_metric(name=MetricName.FALLBACK, unit="Count", value=len(result.fallbacks))
+        # The EMF document is a log line too: each request's reasons and per-tier latency, searchable.
+        metrics.add_metadata(key="fallbacks", value=[f"{f.tier.value}: {f.reason}" for f in result.fallbacks])
+        metrics.add_metadata(key="tier_ms", value={tier: round(ms, 3) for tier, ms in result.tier_ms.items()})
+        for fallback in result.fallbacks:
+            # Its own EMF document: the reason is a dimension here, and must not be on every metric.
+            with single_metric(
+                name=MetricName.FALLBACK_REASON, unit=MetricUnit.Count, value=1, namespace=METRIC_NAMESPACE
+            ) as reason:
+                reason.add_dimension(name="from_tier", value=fallback.tier.value)
+                reason.add_dimension(name="reason", value=fallback.reason)

@@ -1,9 +1,11 @@
-"""Baselines trained and scored in the same run as NeuMF: popularity, regional popularity and
+"""Baselines trained and scored in the same run as NeuMF: popularity, segment popularity and
 implicit-feedback ALS (the ``implicit`` library), each tuned on the same validation split."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +35,20 @@ def popularity(train: Positives) -> PopularityScorer:
     return PopularityScorer(train.movie_counts())
 
 
-def user_segments(regions: list[str]) -> tuple[npt.NDArray[np.int32], list[str]]:
-    """Segment code per user (0 = unknown region) and the segment names."""
-    names = sorted({r for r in regions if r != UNKNOWN})
-    code = {name: i + 1 for i, name in enumerate(names)}
-    return np.asarray([code.get(r, 0) for r in regions], dtype=np.int32), [UNKNOWN, *names]
+def user_segments(
+    names: Sequence[str | None], train: Positives | None = None, min_pairs: int = 0
+) -> tuple[npt.NDArray[np.int32], list[str]]:
+    """Segment code per user (0 = none) and the segment names (index 0 is the empty name).
+
+    With ``train``, segments with fewer than ``min_pairs`` pairs get code 0 as well: publication leaves
+    such segments out (``PopularityConfig.min_segment_events``), so their users are served global."""
+    named = [name or UNKNOWN for name in names]
+    if train is not None and min_pairs > 0:
+        pairs = Counter(named[u] for u in train.user.tolist())
+        named = [name if pairs[name] >= min_pairs else UNKNOWN for name in named]
+    segments = sorted({name for name in named if name != UNKNOWN})
+    code = {name: i + 1 for i, name in enumerate(segments)}
+    return np.asarray([code.get(name, 0) for name in named], dtype=np.int32), [UNKNOWN, *segments]
 
 
 def segment_popularity(train: Positives, user_segment: npt.NDArray[np.int32], shrink: float) -> SegmentScorer:
@@ -58,22 +69,28 @@ def segment_popularity(train: Positives, user_segment: npt.NDArray[np.int32], sh
 @dataclass(frozen=True)
 class SegmentChoice:
     shrink: float
-    validation_ndcg: float
-    global_validation_ndcg: float
+    validation: dict[str, float]  # hr@10 and ndcg@10 with that shrinkage
+    global_validation: dict[str, float]  # global popularity's, for the lift
 
 
 def tune_segment_popularity(
     train: Positives, user_segment: npt.NDArray[np.int32], validation: EvalCases
 ) -> SegmentChoice:
-    """The shrinkage with the best validation NDCG@10 (and the global baseline's, for the lift)."""
-    best = SegmentChoice(0.0, -1.0, 0.0)
-    base = metrics_from_ranks(sampled_ranks(popularity(train), validation), K).get(f"ndcg@{K}", 0.0)
+    """The shrinkage with the best validation NDCG@10 (HR@10 breaks ties; then the smaller one)."""
+    base = metrics_from_ranks(sampled_ranks(popularity(train), validation), K)
+    best: SegmentChoice | None = None
     for shrink in SHRINK_GRID:
         scorer = segment_popularity(train, user_segment, shrink)
-        ndcg = metrics_from_ranks(sampled_ranks(scorer, validation), K).get(f"ndcg@{K}", 0.0)
-        if ndcg > best.validation_ndcg:
-            best = SegmentChoice(shrink, ndcg, base)
+        found = metrics_from_ranks(sampled_ranks(scorer, validation), K)
+        if best is None or ranking_key(found) > ranking_key(best.validation):
+            best = SegmentChoice(shrink, found, base)
+    assert best is not None  # SHRINK_GRID is not empty
     return best
+
+
+def ranking_key(metrics: Mapping[str, float]) -> tuple[float, float]:
+    """What "better on validation" means for popularity baselines: NDCG@10, then HR@10."""
+    return metrics.get(f"ndcg@{K}", 0.0), metrics.get(f"hr@{K}", 0.0)
 
 
 # ---- ALS ---------------------------------------------------------------------------------------------

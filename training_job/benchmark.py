@@ -34,7 +34,8 @@ def run_benchmark(files: BenchmarkFiles, config: ExperimentConfig) -> tuple[dict
     users, movies = ncf_entities(data.train.n_users, data.train.n_movies)
     as_of = int(data.train.timestamp.max()) + 1 if len(data.train) else 0
     cases = EvalCases(data.test_user, data.test_movie, data.negatives)
-    result = run_experiment(ExperimentInput(data.train, cases, users, movies, as_of), config)
+    inp = ExperimentInput(data.train, cases, users, movies, as_of, data.test_timestamp)
+    result = run_experiment(inp, config)
     timings = result.timings
     chosen_history = result.validation_history
     best_epoch = int(result.params["neumf"]["epochs"])

@@ -313,6 +313,7 @@ def subset_users(users: Users, rows: npt.NDArray[np.integer]) -> Users:
         gender=[users.gender[i] for i in picked] if users.gender else [],
         age=users.age[rows] if len(users.age) else users.age,
         occupation=[users.occupation[i] for i in picked] if users.occupation else [],
+        country=[users.country[i] for i in picked] if users.country else [],
     )
 
 

@@ -70,19 +70,28 @@ def valid_negatives(cases: EvalCases) -> npt.NDArray[np.bool_]:
     return out
 
 
+def sampled_candidates(cases: EvalCases) -> npt.NDArray[np.int64]:
+    """Per case, the held-out movie then its negatives. Padding (-1) becomes movie 0, to be ignored
+    through ``valid_negatives``."""
+    return np.concatenate([cases.movie[:, None], np.maximum(cases.negatives, 0)], axis=1).astype(np.int64)
+
+
+def ranks_of_first(scores: npt.NDArray[np.floating], valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """0-based rank of column 0 among the valid other columns; ties count against it."""
+    ahead = (scores[:, 1:] >= scores[:, :1]) & valid
+    ranks: npt.NDArray[np.int64] = ahead.sum(axis=1).astype(np.int64)
+    return ranks
+
+
 def sampled_ranks(scorer: Scorer, cases: EvalCases) -> npt.NDArray[np.int64]:
-    # Padding (-1) is scored as movie 0 and then ignored through ``valid``.
-    candidates = np.concatenate([cases.movie[:, None], np.maximum(cases.negatives, 0)], axis=1).astype(
-        np.int64
-    )
+    candidates = sampled_candidates(cases)
     valid = valid_negatives(cases)
     ranks = np.empty(len(cases), dtype=np.int64)
     step = max(1, CHUNK_PAIRS // candidates.shape[1])
     for start in range(0, len(cases), step):
         rows = slice(start, start + step)
         scores = scorer.score_pairs(cases.user[rows], candidates[rows])
-        ahead = (scores[:, 1:] >= scores[:, :1]) & valid[rows]
-        ranks[rows] = ahead.sum(axis=1)
+        ranks[rows] = ranks_of_first(scores, valid[rows])
     return ranks
 
 

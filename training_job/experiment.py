@@ -38,6 +38,7 @@ from training_job.features import Features, compute_features
 from training_job.model import NeuMF, NeuMFParams, export_weights, fit_fold_in
 from training_job.progress import log
 from training_job.sampling import sample_eval_negatives
+from training_job.segment_choice import SegmentReport, TimedCases, choose_segment_popularity
 from training_job.split import leave_last_out
 from training_job.train import TrainData, TrainOptions, TrainResult, train_neumf, use_all_cores
 from training_job.tune import TuneResult, tune_neumf
@@ -70,6 +71,7 @@ class ExperimentInput:
     users: Users  # rows match ``train.user``
     movies: Movies  # rows match ``train.movie``
     as_of: int  # epoch seconds, exclusive: the data cut-off
+    test_time: npt.NDArray[np.int64] | None = None  # when each test pair happened (trending replay)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class ExperimentResult:
     neumf_tuning: TuneResult | None
     als_tuning: TuneResult
     validation_history: list[dict[str, float]]
+    segments: SegmentReport
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -180,7 +183,10 @@ def run_experiment(inp: ExperimentInput, config: ExperimentConfig) -> Experiment
     metrics |= fold_in_metrics(artifact, inp, config.seed)
     metrics |= two_stage_metrics(artifact, inp.test, seen)
     metrics["validation_ndcg@10"] = tuned.validation_ndcg
-    results, chosen = _baselines(inp, tune_train, val_cases, tuned.als, als, seen, slices)
+    validation_pairs = TimedCases(val_cases, validation.timestamp)
+    results, chosen, segment_report = _baselines(
+        inp, tune_train, validation_pairs, tuned.als, als, seen, slices
+    )
     chosen["neumf"] = tuned.params.to_dict() | {"epochs": tuned.best_epoch}
     timings["evaluation_seconds"] = time.monotonic() - tick
     timings |= {f"final_{k}": v for k, v in final.timings().items()}
@@ -196,6 +202,7 @@ def run_experiment(inp: ExperimentInput, config: ExperimentConfig) -> Experiment
         tuned.neumf,
         tuned.als,
         tuned.history,
+        segment_report,
         timings,
     )
 
@@ -203,28 +210,34 @@ def run_experiment(inp: ExperimentInput, config: ExperimentConfig) -> Experiment
 def _baselines(
     inp: ExperimentInput,
     tune_train: Positives,
-    val_cases: EvalCases,
+    validation: TimedCases,
     als_tuning: TuneResult,
     als: FactorScorer,
     seen: sp.csr_matrix,
     slices: dict[str, npt.NDArray[np.bool_]],
-) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Popularity, regional popularity (when there are regions) and ALS, fitted on all training pairs
-    with their validation-chosen settings, scored on the same test cases."""
+) -> tuple[dict[str, dict[str, float]], dict[str, Any], SegmentReport]:
+    """Popularity, segment popularity (when users have attributes to segment on) and ALS, fitted on all
+    training pairs with their validation-chosen settings, scored on the same test cases."""
     results = {"popularity": evaluate(baselines.popularity(inp.train), inp.test, seen, K, slices)}
-    chosen: dict[str, Any] = {"als": dict(als_tuning.best_params)}
-    segments, names = baselines.user_segments(inp.users.region)
-    if len(names) > 2:  # at least two known regions, or it is global popularity again
-        choice = baselines.tune_segment_popularity(tune_train, segments, val_cases)
-        scorer = baselines.segment_popularity(inp.train, segments, choice.shrink)
-        lift = choice.validation_ndcg / max(choice.global_validation_ndcg, 1e-12) - 1.0
-        results["regional_popularity"] = evaluate(scorer, inp.test, seen, K, slices) | {
-            "shrink": choice.shrink,
-            "validation_lift": lift,
-        }
-        chosen["regional_popularity"] = {"shrink": choice.shrink}
+    report = choose_segment_popularity(
+        tune_train,
+        validation,
+        inp.users,
+        inp.train,
+        TimedCases(inp.test, inp.test_time),
+        seen,
+        slices,
+        results["popularity"],
+    )
+    chosen: dict[str, Any] = {
+        "als": dict(als_tuning.best_params),
+        "segment_popularity": report.policy.to_dict(),
+    }
+    segment_row = report.baseline()
+    if segment_row is not None:
+        results["segment_popularity"] = segment_row
     results["als"] = evaluate(als, inp.test, seen, K, slices) | {"validation_ndcg@10": als_tuning.best_value}
-    return results, chosen
+    return results, chosen, report
 
 
 def test_slices(inp: ExperimentInput) -> dict[str, npt.NDArray[np.bool_]]:

@@ -66,12 +66,13 @@ class FitResult:
     model_version: str
     data_cutoff: int  # epoch seconds, exclusive
     metrics: dict[str, float]  # the model on the held-out test pairs (see docs/training.md)
-    baselines: dict[str, dict[str, float]]  # "popularity", "regional_popularity" (with regions), "als"
+    baselines: dict[str, dict[str, float]]  # "popularity", "segment_popularity" (with segments), "als"
     gate: GateDecision
-    params: dict[str, Any]  # chosen hyper-parameters: "neumf", "als", "regional_popularity"
+    params: dict[str, Any]  # chosen hyper-parameters: "neumf", "als", "segment_popularity"
     report_files: dict[str, bytes] = field(default_factory=dict)  # "report.html" + its PNGs
     feature_files: dict[str, bytes] = field(default_factory=dict)  # "users.parquet", "movies.parquet"
     timings: dict[str, float] = field(default_factory=dict)
+    segments: dict[str, Any] = field(default_factory=dict)  # SegmentReport.to_dict(): choice and lifts
 
 
 def _keep_users(positives: Positives, kept: np.ndarray) -> Positives:
@@ -116,7 +117,8 @@ def fit(
     rng = np.random.default_rng(config.seed)
     negatives = sample_eval_negatives(everything, test.user, 99, rng)
     users = subset_users(dataset.users, kept)
-    inp = ExperimentInput(train, EvalCases(test.user, test.movie, negatives), users, dataset.movies, as_of)
+    cases = EvalCases(test.user, test.movie, negatives)
+    inp = ExperimentInput(train, cases, users, dataset.movies, as_of, test.timestamp)
     experiment = ExperimentConfig(
         budget_seconds=config.budget_seconds,
         params=config.params,
@@ -156,6 +158,7 @@ def fit(
         },
         summary,
         gate,
+        result.segments.to_dict(),
     )
     return FitResult(
         artifact_bytes=artifact.save(model),
@@ -168,4 +171,5 @@ def fit(
         report_files=report,
         feature_files=snapshot_files(result.features, users, dataset.movies),
         timings=timings,
+        segments=result.segments.to_dict(),
     )

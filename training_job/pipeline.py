@@ -19,8 +19,9 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
@@ -29,13 +30,22 @@ from movierec.artifact import ModelArtifact, load
 from movierec.config import TrainingSettings
 from movierec.data.dataset import Dataset, dataset_from_bytes, dataset_to_bytes
 from movierec.observability import MetricName, logger, metrics
+from movierec.popularity import PopularityConfig
 from movierec.publication import Item
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
 from movierec.stores.mongo import connect_mongo
 from movierec.stores.publication import PublicationStore
 from movierec.stores.training_source import read_dataset, retired_movies
-from training_job.publishing import active_users, compute_popularity, movie_infos, publish, top_n_lists
+from training_job.publishing import (
+    DEFAULT_POPULARITY,
+    PopularityPolicy,
+    active_users,
+    compute_popularity,
+    movie_infos,
+    publish,
+    top_n_lists,
+)
 
 EXIT_GATE_REJECTED = 3
 EXIT_BAD_INPUT = 2
@@ -55,6 +65,7 @@ class FitDecision:
     model_version: str
     artifact_uri: str | None
     metrics: dict[str, float]
+    popularity: dict[str, Any] | None = None  # PopularityPolicy.to_dict(); None in older decisions
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -128,7 +139,7 @@ class Pipeline:
             decision, artifact = self.fit(inputs, cutoff, budget_seconds)
             if not decision.passed:
                 if stage == "all":
-                    self.publish_popularity_if_nothing_is_published(inputs)
+                    self.publish_popularity_if_nothing_is_published(inputs, decision)
                 return EXIT_GATE_REJECTED
         if stage == "fit":
             return 0
@@ -136,7 +147,7 @@ class Pipeline:
             decision, artifact = self.load_decision()
             if decision is not None and not decision.passed:
                 logger.info("the quality gate rejected this run's model; the published version stays")
-                self.publish_popularity_if_nothing_is_published(inputs)
+                self.publish_popularity_if_nothing_is_published(inputs, decision)
                 return EXIT_GATE_REJECTED
         self.publish(inputs, decision, artifact)
         logger.info(
@@ -207,7 +218,12 @@ class Pipeline:
         if result.gate.passed:
             artifact_uri = self.blobs.put(f"models/{result.model_version}/model.npz", result.artifact_bytes)
         decision = FitDecision(
-            result.gate.passed, result.gate.reason, result.model_version, artifact_uri, result.metrics
+            result.gate.passed,
+            result.gate.reason,
+            result.model_version,
+            artifact_uri,
+            result.metrics,
+            result.params["segment_popularity"],
         )
         self.blobs.put(self.prefix + "decision.json", decision.to_json(), "application/json")
         logger.info(
@@ -216,6 +232,7 @@ class Pipeline:
                 "model_version": result.model_version,
                 "metrics": result.metrics,
                 "baselines": result.baselines,
+                "segments": result.segments,
                 "gate": result.gate.reason,
                 "report": self.blobs.uri(self.prefix + "report/report.html"),
             },
@@ -244,18 +261,21 @@ class Pipeline:
 
     # ---- publish -----------------------------------------------------------------------------------------
 
-    def publish_popularity_if_nothing_is_published(self, inputs: RunInputs) -> None:
+    def publish_popularity_if_nothing_is_published(self, inputs: RunInputs, decision: FitDecision) -> None:
         """A rejected model keeps the published version. On the very first run there is none, and
         new users would get nothing: popularity needs no gate, so it is published alone."""
         if PublicationStore(connect_redis(self.settings)).current_version() is None:
             logger.info("nothing is published yet: publishing popularity without the rejected model")
-            self.publish(inputs, None, None)
+            self.publish(inputs, decision, None)
 
     def publish(
         self, inputs: RunInputs, decision: FitDecision | None, artifact: ModelArtifact | None
     ) -> None:
         dataset = inputs.dataset
-        popularity = compute_popularity(dataset, inputs.retired, as_of=inputs.data_cutoff)
+        policy = self.popularity_policy(inputs, decision)
+        popularity = compute_popularity(
+            dataset, inputs.retired, inputs.data_cutoff, policy, self.popularity_config
+        )
         catalogue = movie_infos(dataset)
         recommendations: Iterator[tuple[str, list[Item]]] = iter(())
         if artifact is not None:
@@ -274,6 +294,7 @@ class Pipeline:
             model_version=decision.model_version if decision and artifact else None,
             artifact_uri=decision.artifact_uri if decision and artifact else None,
             metrics=decision.metrics if decision and artifact else None,
+            policy=policy,
         )
         if artifact is not None:
             metrics.add_metric(name=MetricName.MODEL_PUBLISHED, unit=MetricUnit.Count, value=1)
@@ -283,10 +304,27 @@ class Pipeline:
                 "version": publication.version,
                 "replaced": publication.replaced,
                 "segments": len(publication.segments),
+                "segment_definition": policy.definition,
+                "trending_weight": policy.trending_weight,
                 "users_published": publication.users_published,
                 "model_version": decision.model_version if decision and artifact else None,
             },
         )
+
+    @property
+    def popularity_config(self) -> PopularityConfig:
+        return replace(DEFAULT_POPULARITY, top_n=self.settings.popularity_n)
+
+    def popularity_policy(self, inputs: RunInputs, decision: FitDecision | None) -> PopularityPolicy:
+        """The fit stage's choice; a run without one (``--popularity-only``) makes it here, on
+        validation alone: it needs no model."""
+        if decision is not None and decision.popularity is not None:
+            return PopularityPolicy.from_dict(decision.popularity)
+        from training_job.segment_choice import choose_for_dataset  # its negative sampler loads torch
+
+        report = choose_for_dataset(inputs.dataset, int(inputs.data_cutoff) + 1)
+        logger.info("segment popularity chosen", extra={"segments": report.to_dict()})
+        return report.policy
 
 
 def _content_type(name: str) -> str:

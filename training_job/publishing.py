@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from movierec import keys
+from movierec import keys, segments
 from movierec.artifact import ModelArtifact
 from movierec.data.dataset import Dataset
 from movierec.popularity import PopularityConfig, RankedList, segment_popularity
@@ -24,6 +25,26 @@ from movierec.stores.publication import PublicationStore
 
 SNAPSHOT_KEY = "snapshots/popularity.json"
 DEFAULT_POPULARITY = PopularityConfig()
+_LEGACY = Manifest(version="", created_at=0.0, data_cutoff=0.0)  # what a manifest without the fields means
+
+
+@dataclass(frozen=True)
+class PopularityPolicy:
+    """How popularity is segmented and served; the training job chooses it on validation."""
+
+    definition: str = _LEGACY.segment_attribute
+    shrink: float = DEFAULT_POPULARITY.shrinkage_strength
+    trending_weight: float = _LEGACY.trending_weight
+
+    def __post_init__(self) -> None:
+        segments.parse_definition(self.definition)  # a typo must fail here, not silently at serving
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> PopularityPolicy:
+        return cls(str(document["definition"]), float(document["shrink"]), float(document["trending_weight"]))
 
 
 @dataclass(frozen=True)
@@ -45,24 +66,38 @@ def movie_infos(dataset: Dataset) -> dict[int, MovieInfo]:
 
 
 def compute_popularity(
-    dataset: Dataset, retired: set[int], as_of: float, config: PopularityConfig = DEFAULT_POPULARITY
+    dataset: Dataset,
+    retired: set[int],
+    as_of: float,
+    policy: PopularityPolicy = PopularityPolicy(),
+    config: PopularityConfig = DEFAULT_POPULARITY,
 ) -> dict[str, list[Item]]:
-    """Regional and global popularity as servable lists, retired and unnamed movies left out."""
+    """Popularity for the policy's segments, region segments and ``global`` as servable lists,
+    retired and unnamed movies left out.
+
+    Region segments are published whatever the definition: ``/v1/popular?region=`` (an anonymous
+    visitor has a region and nothing else) and the regional trending counters are keyed on them."""
     interactions = dataset.interactions
-    regions = np.asarray([keys.region_segment(r) if r else "" for r in dataset.users.region], dtype=object)
-    segment_of_interaction = regions[interactions.user] if len(interactions) else np.zeros(0, dtype=object)
+    config = replace(config, shrinkage_strength=policy.shrink)
     infos = movie_infos(dataset)
     exclude = np.asarray([int(m) in retired or int(m) not in infos for m in dataset.movies.ids], dtype=bool)
-    ranked = segment_popularity(
-        interactions.movie,
-        interactions.timestamp,
-        segment_of_interaction.astype(str),
-        len(dataset.movies),
-        as_of,
-        config,
-        exclude,
-    )
-    return {segment: _items(ranking, dataset, infos) for segment, ranking in ranked.items()}
+    lists: dict[str, list[Item]] = {}
+    for definition in dict.fromkeys([policy.definition, segments.REGION]):
+        names = np.asarray(
+            [n or "" for n in segments.dataset_segments(definition, dataset.users)], dtype=object
+        )
+        segment_of_interaction = names[interactions.user] if len(interactions) else np.zeros(0, dtype=object)
+        ranked = segment_popularity(
+            interactions.movie,
+            interactions.timestamp,
+            segment_of_interaction.astype(str),
+            len(dataset.movies),
+            as_of,
+            config,
+            exclude,
+        )
+        lists |= {segment: _items(ranking, dataset, infos) for segment, ranking in ranked.items()}
+    return lists
 
 
 def _items(ranking: RankedList, dataset: Dataset, infos: Mapping[int, MovieInfo]) -> list[Item]:
@@ -85,7 +120,7 @@ def publish(
     model_version: str | None = None,
     artifact_uri: str | None = None,
     metrics: Mapping[str, float] | None = None,
-    trending_weight: float = 0.3,
+    policy: PopularityPolicy = PopularityPolicy(),
 ) -> Publication:
     """Write everything under a fresh version, then switch. A crash before the switch changes nothing
     that readers see."""
@@ -103,10 +138,11 @@ def publish(
         version=version,
         created_at=now,
         data_cutoff=data_cutoff,
+        segment_attribute=policy.definition,
         segments=sorted(popularity),
         genres=genres,
         users_published=users_published,
-        trending_weight=trending_weight,
+        trending_weight=policy.trending_weight,
         model_version=model_version,
         artifact_uri=artifact_uri,
         metrics=dict(metrics or {}),

@@ -89,6 +89,58 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def segment_section(segments: Mapping[str, Any]) -> str:
+    """Each segment definition tried: validation (the choice) and test lift over global popularity."""
+    if not segments:
+        return ""
+    rows = []
+    for name, c in segments.get("candidates", {}).items():
+        mark = " (chosen)" if name == segments.get("definition") else ""
+        rows.append(
+            [
+                name + mark,
+                f"{c['coverage']:.0%}",
+                c["segments"],
+                f"{c['shrink']:g}",
+                c.get("validation_ndcg@10", ""),
+                c.get("hr@10", ""),
+                c.get("ndcg@10", ""),
+                f"{c['lift_hr@10_pct']:+.1f}%" if "lift_hr@10_pct" in c else "",
+                f"{c['lift_ndcg@10_pct']:+.1f}%" if "lift_ndcg@10_pct" in c else "",
+            ]
+        )
+    base = segments.get("global", {})
+    rows.append(["global popularity", "", "", "", base.get("validation_ndcg@10", ""), base.get("hr@10", ""),
+                 base.get("ndcg@10", ""), "", ""])  # fmt: skip
+    header = ["definition", "coverage", "segments", "shrink", "val NDCG@10", "HR@10", "NDCG@10",
+              "lift HR@10", "lift NDCG@10"]  # fmt: skip
+    skipped = "".join(
+        f"<li>{html.escape(name)}: {html.escape(why)}</li>"
+        for name, why in segments.get("skipped", {}).items()
+    )
+    trending = _table(
+        [[w, ndcg] for w, ndcg in segments.get("trending_validation_ndcg@10", {}).items()],
+        ["trending weight", "val NDCG@10"],
+    )
+    served = segments.get("trending_test", {})
+    served_line = (
+        f"<p>Served (chosen segments, trending weight {segments.get('trending_weight')}) on test: "
+        f"HR@10 {served.get('hr@10', 0.0):.4f} ({served.get('lift_hr@10_pct', 0.0):+.1f}%), "
+        f"NDCG@10 {served.get('ndcg@10', 0.0):.4f} ({served.get('lift_ndcg@10_pct', 0.0):+.1f}%) "
+        "against global popularity.</p>"
+        if served
+        else ""
+    )
+    window_hours = float(segments.get("trending_window_seconds", 0.0)) / 3600
+    return (
+        "<h2>Segment popularity (chosen on validation; lift over global popularity on test)</h2>"
+        f"{_table(rows, header)}"
+        + (f"<p>Not tried:</p><ul>{skipped}</ul>" if skipped else "")
+        + f"<p>Trending replayed over the {window_hours:g} h before each validation pair:</p>{trending}"
+        + served_line
+    )
+
+
 def build_report(
     title: str,
     metrics: Mapping[str, float],
@@ -99,6 +151,7 @@ def build_report(
     trials: Mapping[str, Sequence[Mapping[str, Any]]],
     summary: Mapping[str, Any],
     gate: GateDecision | None = None,
+    segments: Mapping[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """``{"report.html": ..., "learning_curves.png": ..., "comparison.png": ..., "tuning.png": ...}``."""
     als_val = baselines.get("als", {}).get("validation_ndcg@10")
@@ -132,6 +185,7 @@ pre{{background:#f6f6f6;padding:1em}}
 <img src="comparison.png" alt="model vs baselines">
 <h2>Learning curves (the chosen configuration, on validation)</h2><img src="learning_curves.png" alt="curves">
 <h2>Tuning (validation only)</h2><img src="tuning.png" alt="tuning">
+{segment_section(segments or {})}
 <h2>All model metrics</h2>{extra}
 <h2>Chosen parameters</h2><pre>{html.escape(json.dumps(params, indent=2, sort_keys=True))}</pre>
 <h2>Timings</h2>{_table(sorted(timings.items()), ["", "value"])}

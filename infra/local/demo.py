@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from infra.local.apigw import HttpApiServer, local_jwt
 from infra.local.bootstrap import bootstrap
 from infra.local.errors import UsageError
@@ -33,7 +35,7 @@ from infra.local.servers import MongoServer, MotoServer, RedisServer, choose_mon
 from infra.local.template import DEFAULT_TEMPLATE, training_environment
 from movierec.data.dataset import Dataset
 from movierec.data.movielens import MovieLensFormatError, load_movielens
-from movierec.data.publisher import publish
+from movierec.data.publisher import MIN_PROFILE_AGE, publish
 from movierec.data.synthetic import SyntheticConfig, generate
 from movierec.events import EventType, SignupEvent, WatchEvent, dump_event
 from movierec.stores.stream import KinesisStream
@@ -44,7 +46,8 @@ JOB_LOGGING = {"LOG_LEVEL": "INFO", "POWERTOOLS_LOG_LEVEL": "INFO"}  # the demo 
 NEW_USER = "newcomer-1"
 
 # Small enough to run start to finish in a few minutes on two cores, large enough to be interesting.
-DEMO_DATA = SyntheticConfig(seed=7, n_users=500, n_movies=300, n_events=12_000, n_regions=5)
+# Taste depends on age as much as on region, so the job has a segment definition to choose.
+DEMO_DATA = SyntheticConfig(seed=7, n_users=500, n_movies=300, n_events=12_000, n_regions=5, age_taste=1.0)
 
 
 def register(commands: Any) -> None:
@@ -126,8 +129,10 @@ def demo_command(args: argparse.Namespace) -> int:
 
         newcomer_region = most_common_region(dataset)
         if newcomer_region:
-            sign_up(stream, NEW_USER, newcomer_region)
-            ingest(app, f"a new user {NEW_USER} signs up in region {newcomer_region!r}", 1)
+            birth_year = typical_birth_year(dataset)
+            sign_up(stream, NEW_USER, newcomer_region, birth_year)
+            born = f", born in {birth_year}" if birth_year else ""
+            ingest(app, f"a new user {NEW_USER} signs up in region {newcomer_region!r}{born}", 1)
 
         server = start_api(app, args.port, cleanup)
         say(f"the API is listening on {server.url}")
@@ -266,7 +271,8 @@ TRAINING_SUMMARY: dict[str, Any] = {
     ),
     "the quality gate kept the published model": lambda r: f"gate REJECTED the model: {r['reason']}",
     "published": lambda r: (
-        f"published version {r['version']}: {r['segments']} popularity segments, "
+        f"published version {r['version']}: {r['segments']} popularity segments "
+        f"(by {r.get('segment_definition', 'region')}, trending weight {r.get('trending_weight', 0.3)}), "
         f"{r['users_published']:,} precomputed lists"
     ),
 }
@@ -275,6 +281,12 @@ TRAINING_SUMMARY: dict[str, Any] = {
 def most_common_region(dataset: Dataset) -> str | None:
     regions = Counter(region for region in dataset.users.region if region)
     return regions.most_common(1)[0][0] if regions else None
+
+
+def typical_birth_year(dataset: Dataset) -> int | None:
+    """The birth year of the median known age, as the data publisher derives sign-up birth years."""
+    ages = dataset.users.age[dataset.users.age >= MIN_PROFILE_AGE]
+    return datetime.now(UTC).year - int(np.median(ages)) if len(ages) else None
 
 
 def known_user(dataset: Dataset) -> str:
@@ -296,13 +308,14 @@ def watch(stream: KinesisStream, user_id: str, movie_id: int) -> None:
     stream.put([(dump_event(event), user_id)])
 
 
-def sign_up(stream: KinesisStream, user_id: str, region: str) -> None:
+def sign_up(stream: KinesisStream, user_id: str, region: str, birth_year: int | None = None) -> None:
     event = SignupEvent(
         type=EventType.SIGNUP,
         event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"movierec-demo/{user_id}"),
         occurred_at=datetime.now(UTC),
         user_id=user_id,
         region=region,
+        birth_year=birth_year,
     )
     stream.put([(dump_event(event), user_id)])
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 import redis
 
-from movierec import keys
+from movierec import keys, segments
 from movierec.config import TrainingSettings
 from movierec.data.publisher import iter_events
 from movierec.data.synthetic import SyntheticConfig, generate
@@ -55,10 +57,35 @@ def test_export_then_publish_serves_regional_popularity(settings: TrainingSettin
     assert len(regions) == 3
     assert keys.GLOBAL_SEGMENT in manifest.segments
     assert manifest.model_version is None
+    # A popularity-only run chooses the segment definition and trending weight on validation itself.
+    assert manifest.segment_attribute in segments.CANDIDATES
+    assert 0.0 <= manifest.trending_weight <= 1.0
     keys_listed = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert {"runs/run-1/dataset.npz", "runs/run-1/export.json", "snapshots/popularity.json"} <= set(
         keys_listed
     )
+
+
+def test_export_reads_the_sign_up_attributes_segments_are_built_from(settings: TrainingSettings) -> None:
+    pipeline = Pipeline(settings, "run-2")
+    assert pipeline.run("export", None, popularity_only=True, budget_seconds=1) == 0
+
+    users = pipeline.load_inputs().dataset.users
+    source = generate(DATA)
+    first = np.full(len(source.users), source.interactions.timestamp.min())
+    np.minimum.at(first, source.interactions.user, source.interactions.timestamp)  # already the minimum
+    signed_up = {
+        u: datetime.fromtimestamp(int(t), UTC).year for u, t in zip(source.users.ids, first, strict=True)
+    }
+    # The publisher signs users up with birth_year = sign-up year - age; export turns that back into an
+    # age as of the cut-off year (now, without a cut-off): the age serving computes from it this year.
+    ages = dict(zip(users.ids, users.age.tolist(), strict=True))
+    this_year = datetime.now(UTC).year
+    for user_id, age in zip(source.users.ids, source.users.age.tolist(), strict=True):
+        assert ages[user_id] == age + this_year - signed_up[user_id]
+    countries = dict(zip(users.ids, users.country, strict=True))
+    regions = dict(zip(users.ids, users.region, strict=True))
+    assert all((countries[u] == "US") == regions[u].startswith("us-") for u in source.users.ids)
 
 
 def test_a_stage_without_its_input_is_a_clear_error(settings: TrainingSettings) -> None:

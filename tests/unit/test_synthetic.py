@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import tracemalloc
+from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from movierec import segments
 from movierec.data.dataset import Dataset, InteractionKind
 from movierec.data.synthetic import (
     GENRES,
@@ -96,6 +99,10 @@ def test_default_config_is_the_demo_size() -> None:
 
 def test_name_distinguishes_every_setting() -> None:
     assert SyntheticConfig(region_taste=2.0).name != SyntheticConfig().name
+    assert SyntheticConfig(age_taste=1.0).name not in {
+        SyntheticConfig().name,
+        SyntheticConfig(region_taste=2.0).name,
+    }
     assert SyntheticConfig(region_taste=2.0).name != SyntheticConfig(taste_weight=2.0).name
     assert "variant=" in SyntheticConfig(watch_share=0.1).name
 
@@ -110,6 +117,7 @@ def test_name_distinguishes_every_setting() -> None:
         {"end": datetime(2023, 1, 1, tzinfo=UTC)},
         {"start": datetime(2024, 1, 1)},  # naive
         {"rating_noise": -1.0},
+        {"age_taste": -0.5},
     ],
 )
 def test_config_rejects_nonsense(changes: dict[str, object]) -> None:
@@ -176,6 +184,33 @@ def test_regional_top_n_differs_from_global(medium: tuple[Dataset, SyntheticTrut
         for name in region_names(MEDIUM.n_regions)
     ]
     assert all(overlap < 1.0 for overlap in overlaps), overlaps  # every region has its own top 10
+    assert float(np.mean(overlaps)) < 0.8, overlaps
+
+
+def test_age_taste_off_leaves_the_dataset_as_it_was(medium: tuple[Dataset, SyntheticTruth]) -> None:
+    data, truth = medium
+    assert not truth.age_offsets.any()
+    # Same seed, age taste on: the same people (regions, ages, activity), different tastes.
+    aged, aged_truth = generate_with_truth(replace(MEDIUM, age_taste=1.0))
+    assert aged.users.region == data.users.region
+    assert np.array_equal(aged.users.age, data.users.age)
+    assert np.array_equal(np.bincount(aged.interactions.user), np.bincount(data.interactions.user))
+    assert not np.array_equal(aged_truth.user_factors, truth.user_factors)
+    bands = [segments.age_band(int(a)) for a in data.users.age.tolist()]
+    assert [segments.AGE_BAND_STARTS[b] for b in aged_truth.user_age_band.tolist()] == [
+        int(band.split("-")[0].rstrip("+")) for band in bands if band
+    ]
+
+
+def test_age_bands_prefer_their_own_movies_when_age_matters() -> None:
+    config = replace(MEDIUM, region_taste=0.0, age_taste=2.0)
+    data = generate(config)
+    events = data.interactions
+    band = np.asarray([segments.age_band(int(a)) for a in data.users.age.tolist()])[events.user]
+    overall = top_movies(events.movie, config.n_movies)
+    big = [b for b, n in Counter(band.tolist()).items() if n > 5_000]
+    overlaps = [len(top_movies(events.movie[band == b], config.n_movies) & overall) / 10 for b in big]
+    assert len(big) >= 3
     assert float(np.mean(overlaps)) < 0.8, overlaps
 
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from movierec.data.dataset import Dataset, InteractionKind, Interactions, Movies, Users
+from movierec.data.dataset import (
+    Dataset,
+    InteractionKind,
+    Interactions,
+    Movies,
+    Users,
+    dataset_from_bytes,
+    dataset_to_bytes,
+)
 from movierec.data.synthetic import SyntheticConfig, generate
 from training_job.data import (
     EventWeights,
@@ -114,3 +124,31 @@ def test_make_ncf_split_holds_out_each_users_latest_pair() -> None:
         assert movie not in picked
         assert len(set(picked.tolist())) == len(picked)
         assert not np.isin(picked, seen).any()
+
+
+def test_a_dataset_round_trips_with_its_user_columns_and_old_exports_still_load() -> None:
+    users = Users(
+        ids=["a", "b"],
+        region=["eu", ""],
+        gender=["F", "M"],
+        age=np.asarray([30, 0], dtype=np.int16),
+        occupation=["x", "y"],
+        country=["DE", ""],
+    )
+    data = dataset([(0, 1, 4.0, 10, R)], n_users=2)
+    data = Dataset(data.name, users, data.movies, data.interactions)
+
+    loaded = dataset_from_bytes(dataset_to_bytes(data))
+
+    assert loaded.users.country == ["DE", ""]
+    assert loaded.users.region == users.region
+    assert np.array_equal(loaded.users.age, users.age)
+    # An export written before the country column: the header has no such key.
+    with np.load(io.BytesIO(dataset_to_bytes(data))) as arrays:
+        parts = {name: arrays[name] for name in arrays.files}
+    header = json.loads(parts["header"].tobytes())
+    del header["country"]
+    parts["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **parts)
+    assert dataset_from_bytes(buffer.getvalue()).users.country == []

@@ -45,9 +45,13 @@ def test_the_artifact_loads_and_carries_its_metadata(result: FitResult) -> None:
 def test_metrics_baselines_and_the_gate(result: FitResult) -> None:
     for key in ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "coverage@10", "cold_movies/n_cases"):
         assert key in result.metrics
-    assert set(result.baselines) == {"popularity", "regional_popularity", "als"}
-    assert "shrink" in result.baselines["regional_popularity"]
-    assert set(result.params) == {"neumf", "als", "regional_popularity"}
+    assert set(result.baselines) == {"popularity", "segment_popularity", "als"}
+    segment = result.baselines["segment_popularity"]
+    assert {"shrink", "trending_weight", "lift_hr@10_pct", "lift_ndcg@10_pct"} <= set(segment)
+    assert set(result.params) == {"neumf", "als", "segment_popularity"}
+    assert set(result.params["segment_popularity"]) == {"definition", "shrink", "trending_weight"}
+    assert result.segments["definition"] == result.params["segment_popularity"]["definition"]
+    assert result.segments["definition"] in result.segments["candidates"]
     popularity = result.baselines["popularity"]
     beats = all(result.metrics[k] > popularity[k] for k in ("hr@10", "ndcg@10"))
     assert result.gate.passed == beats
@@ -57,6 +61,8 @@ def test_metrics_baselines_and_the_gate(result: FitResult) -> None:
 def test_report_and_feature_snapshot(result: FitResult) -> None:
     html = result.report_files["report.html"].decode()
     assert "Test metrics vs baselines" in html
+    assert "Segment popularity" in html
+    assert "lift HR@10" in html
     assert result.model_version in html
     for name in ("learning_curves.png", "comparison.png", "tuning.png"):
         assert result.report_files[name].startswith(b"\x89PNG")

@@ -11,6 +11,8 @@ crash half-way leaves the previous version serving untouched.
 
 from __future__ import annotations
 
+from movierec import segments
+
 PREFIX = "mr"
 
 # --- publication --------------------------------------------------------------------------------------
@@ -106,5 +108,7 @@ GLOBAL_SEGMENT = "global"
 
 
 def region_segment(region: str) -> str:
-    """The popularity segment name for a region, normalised so 'EU' and ' eu ' are one segment."""
-    return f"region={region.strip().lower()}"
+    """The popularity segment name for a region, normalised so 'EU' and ' eu ' are one segment.
+
+    Segment names (other definitions too) are defined in ``movierec.segments``."""
+    return segments.region_segment(region)

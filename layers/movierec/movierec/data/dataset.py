@@ -52,6 +52,7 @@ class Users:
     gender: list[str] = field(default_factory=list)  # optional columns: empty list or one per user
     age: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))  # 0 = unknown
     occupation: list[str] = field(default_factory=list)
+    country: list[str] = field(default_factory=list)  # ISO 3166 alpha-2 as signed up; UNKNOWN if none
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -85,6 +86,7 @@ def dataset_to_bytes(dataset: Dataset) -> bytes:
         "region": users.region,
         "gender": users.gender,
         "occupation": users.occupation,
+        "country": users.country,
         "titles": movies.titles,
         "genres": [list(g) for g in movies.genres],
     }
@@ -110,7 +112,12 @@ def dataset_from_bytes(data: bytes) -> Dataset:
         return Dataset(
             name=header["name"],
             users=Users(
-                header["user_ids"], header["region"], header["gender"], arrays["age"], header["occupation"]
+                header["user_ids"],
+                header["region"],
+                header["gender"],
+                arrays["age"],
+                header["occupation"],
+                header.get("country", []),  # exports written before the column existed have none
             ),
             movies=Movies(
                 arrays["movie_ids"], header["titles"], [tuple(g) for g in header["genres"]], arrays["year"]

@@ -4,8 +4,10 @@ The generative model (see docs/data.md):
 
 * movies have 1-3 genres, a year, a Zipf-distributed base popularity and a quality bias; their taste
   vector is the mean of their genres' vectors plus noise, normalised to unit length;
-* users belong to a region; their taste vector is their region's offset plus a standard normal draw,
-  so ``user . movie`` is roughly N(region effect, 1) and regions genuinely prefer different movies;
+* users belong to a region and have an age; their taste vector is their region's offset plus their
+  age band's offset (``movierec.segments`` bands, zero unless ``age_taste`` > 0) plus a standard
+  normal draw, so ``user . movie`` is roughly N(region and age effects, 1) and regions (and age bands)
+  genuinely prefer different movies;
 * a user with ``n`` events picks ``n`` distinct movies with probability proportional to
   ``popularity * exp(taste_weight * affinity)`` (Gumbel top-k: sampling without replacement);
 * each pick becomes a WATCH (value = completion, higher when affinity is high) or a RATING
@@ -27,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from movierec.data.dataset import Dataset, InteractionKind, Interactions, Movies, Users
+from movierec.segments import AGE_BAND_STARTS
 
 REGIONS = ("us-east", "us-west", "eu-west", "eu-north", "latam", "apac", "india", "africa")
 """Region names, used in order; configurations with more regions continue as region-9, region-10..."""
@@ -81,6 +84,7 @@ class SyntheticConfig:
     watch_share: float = 0.5  # the fraction of events that are WATCH (the rest are RATING)
     popularity_exponent: float = 1.0  # Zipf exponent of base popularity: larger is more skewed
     region_taste: float = 1.0  # spread of region taste offsets, relative to individual taste (1.0)
+    age_taste: float = 0.0  # spread of age-band taste offsets; 0 keeps every earlier dataset identical
     taste_weight: float = 1.0  # how much affinity, against popularity, steers what users pick
     rating_noise: float = 0.6  # standard deviation of rating noise, in stars
 
@@ -98,7 +102,7 @@ class SyntheticConfig:
             raise ValueError("end must be after start")
         if not 0.0 <= self.watch_share <= 1.0:
             raise ValueError("watch_share must be between 0 and 1")
-        for name in ("popularity_exponent", "region_taste", "taste_weight", "rating_noise"):
+        for name in ("popularity_exponent", "region_taste", "age_taste", "taste_weight", "rating_noise"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
 
@@ -130,6 +134,8 @@ class SyntheticTruth:
     movie_factors: npt.NDArray[np.float64]  # (n_movies, n_factors), unit rows
     region_offsets: npt.NDArray[np.float64]  # (n_regions, n_factors)
     user_region: npt.NDArray[np.int32]  # region index of each user
+    age_offsets: npt.NDArray[np.float64]  # (len(segments.AGE_BAND_STARTS), n_factors)
+    user_age_band: npt.NDArray[np.int32]  # age band index of each user
     user_bias: npt.NDArray[np.float64]
     movie_bias: npt.NDArray[np.float64]  # quality: raises ratings and, a little, popularity
     log_popularity: npt.NDArray[np.float64]
@@ -154,16 +160,18 @@ def generate(config: SyntheticConfig) -> Dataset:
 
 
 def generate_with_truth(config: SyntheticConfig) -> tuple[Dataset, SyntheticTruth]:
-    # Independent streams for the catalogue (0), the audience (1) and each block of events (2, block).
+    # Independent streams for the catalogue (0), the audience (1), each block of events (2, block) and
+    # the age-band offsets (3, added later: a stream of its own leaves the others' draws unchanged).
     movies, movie_factors, movie_bias, log_popularity = _catalogue(config, _stream(config.seed, 0))
-    users, user_region, region_offsets, user_factors, user_bias, counts = _audience(
-        config, _stream(config.seed, 1)
-    )
+    audience = _audience(config, _stream(config.seed, 1), _stream(config.seed, 3))
+    users, user_region, region_offsets, age_offsets, user_age_band, user_factors, user_bias, counts = audience
     truth = SyntheticTruth(
         user_factors=user_factors,
         movie_factors=movie_factors,
         region_offsets=region_offsets,
         user_region=user_region,
+        age_offsets=age_offsets,
+        user_age_band=user_age_band,
         user_bias=user_bias,
         movie_bias=movie_bias,
         log_popularity=log_popularity,
@@ -209,11 +217,13 @@ def _catalogue(
 
 
 def _audience(
-    config: SyntheticConfig, rng: np.random.Generator
+    config: SyntheticConfig, rng: np.random.Generator, age_rng: np.random.Generator
 ) -> tuple[
     Users,
     npt.NDArray[np.int32],
     npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.int32],
     npt.NDArray[np.float64],
     npt.NDArray[np.float64],
     npt.NDArray[np.int64],
@@ -231,6 +241,11 @@ def _audience(
     bias = 0.3 * rng.standard_normal(n)
     gender = np.where(rng.random(n) < 0.5, "F", "M").tolist()
     age = np.clip(np.round(16 + rng.gamma(4.0, 5.0, size=n)), 13, 90).astype(np.int16)
+    # Age drawn after taste (the original draw order): its offset is added now. Adding 0.0 when
+    # age_taste is 0 is exact, so such datasets stay bit-identical.
+    band = np.searchsorted(AGE_BAND_STARTS, age, side="right").astype(np.int32) - 1
+    age_offsets = config.age_taste * age_rng.standard_normal((len(AGE_BAND_STARTS), k))
+    factors = factors + age_offsets[band]
     activity = rng.lognormal(0.0, 1.0, size=n)
     counts = _event_counts(config, activity, rng)
     users = Users(
@@ -239,7 +254,7 @@ def _audience(
         gender=gender,
         age=age,
     )
-    return users, region, offsets, factors, bias, counts
+    return users, region, offsets, age_offsets, band, factors, bias, counts
 
 
 def _event_counts(

@@ -7,13 +7,14 @@ event kept in memory, so tens of millions of events fit in a few GB.
 from __future__ import annotations
 
 from array import array
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from pymongo.database import Database
 
 from movierec.data.dataset import UNKNOWN, Dataset, InteractionKind, Interactions, Movies, Users
+from movierec.segments import MAX_AGE
 from movierec.stores.documents import EVENTS, MOVIES, USERS
 from movierec.stores.mongo import Document
 
@@ -62,10 +63,11 @@ def read_dataset(
             values.append(1.0)
 
     # Users and movies known only from profile/metadata events still belong in the dataset.
-    regions: dict[str, str] = {}
-    for doc in database[USERS].find({}, {"_id": 1, "profile.region": 1}, batch_size=CURSOR_BATCH):
+    profiles: dict[str, Document] = {}
+    projection = {"_id": 1, "profile.region": 1, "profile.country": 1, "profile.birth_year": 1}
+    for doc in database[USERS].find({}, projection, batch_size=CURSOR_BATCH):
         user_index.setdefault(doc["_id"], len(user_index))
-        regions[doc["_id"]] = (doc.get("profile") or {}).get("region", UNKNOWN)
+        profiles[doc["_id"]] = doc.get("profile") or {}
     metadata: dict[int, Document] = {}
     for doc in database[MOVIES].find(
         {}, {"title": 1, "genres": 1, "year": 1, "retired": 1}, batch_size=CURSOR_BATCH
@@ -75,9 +77,18 @@ def read_dataset(
 
     user_ids = list(user_index)
     movie_ids = list(movie_index)
+    # Age as of the cut-off year: what serving computes from the same birth year in that year.
+    year = (cutoff or datetime.now(UTC)).year
     return Dataset(
         name=name,
-        users=Users(ids=user_ids, region=[regions.get(u, UNKNOWN) for u in user_ids]),
+        users=Users(
+            ids=user_ids,
+            region=[profiles.get(u, {}).get("region") or UNKNOWN for u in user_ids],
+            age=np.asarray(
+                [_age(profiles.get(u, {}).get("birth_year"), year) for u in user_ids], dtype=np.int16
+            ),
+            country=[profiles.get(u, {}).get("country") or UNKNOWN for u in user_ids],
+        ),
         movies=Movies(
             ids=np.asarray(movie_ids, dtype=np.int64),
             titles=[metadata.get(m, {}).get("title") or "" for m in movie_ids],
@@ -92,6 +103,14 @@ def read_dataset(
             kind=np.frombuffer(kinds, dtype=np.int8).copy(),
         ),
     )
+
+
+def _age(birth_year: Any, year: int) -> int:
+    """Years since ``birth_year``; 0 (unknown) when there is none or it is not plausible."""
+    if not isinstance(birth_year, int) or isinstance(birth_year, bool):
+        return 0
+    age = year - birth_year
+    return age if 0 < age <= MAX_AGE else 0
 
 
 def retired_movies(database: Database[Document]) -> set[int]:

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from movierec.config import RecommendSettings
 from movierec.errors import StoreUnavailableError
@@ -40,12 +41,16 @@ app.configure_openapi(
 SIGNED_IN: list[dict[str, list[str]]] = [{"jwt": []}]
 
 
-def _errors(*codes: HTTPStatus) -> dict[int, Any]:
-    """Documented error responses: every error body is an ``ErrorBody``."""
-    return {
-        code.value: {"description": code.phrase, "content": {"application/json": {"model": api.ErrorBody}}}
-        for code in codes
-    }
+def _responses(ok: type[BaseModel], *errors: HTTPStatus) -> dict[int, Any]:
+    """Documented responses: the success body, then the errors (each an ``ErrorBody``). Once a route
+    names any, Powertools documents only those, so the 200 is listed here too."""
+    documented: dict[int, Any] = {200: {"description": "OK", "content": {"application/json": {"model": ok}}}}
+    for code in errors:
+        documented[code.value] = {
+            "description": code.phrase,
+            "content": {"application/json": {"model": api.ErrorBody}},
+        }
+    return documented
 
 
 K = Annotated[int, Query(ge=1, le=api.MAX_K, description="How many movies to return.")]
@@ -64,7 +69,7 @@ class UnknownMovieError(Exception):
     "/v1/recommendations",
     summary="Personalised recommendations for the signed-in user",
     security=SIGNED_IN,
-    responses=_errors(HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED),
+    responses=_responses(api.RecommendationList, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED),
 )
 @tracer.capture_method
 def get_recommendations(k: K = 10, genre: Genre = None) -> api.RecommendationList:
@@ -78,7 +83,9 @@ def get_recommendations(k: K = 10, genre: Genre = None) -> api.RecommendationLis
 
 
 @app.get(
-    "/v1/popular", summary="Popular movies, for anonymous visitors", responses=_errors(HTTPStatus.BAD_REQUEST)
+    "/v1/popular",
+    summary="Popular movies, for anonymous visitors",
+    responses=_responses(api.RecommendationList, HTTPStatus.BAD_REQUEST),
 )
 @tracer.capture_method
 def get_popular(
@@ -95,7 +102,9 @@ def get_popular(
     "/v1/movies/<movie_id>/similar",
     summary="Movies similar to this one",
     security=SIGNED_IN,
-    responses=_errors(HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND),
+    responses=_responses(
+        api.SimilarMovies, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND
+    ),
 )
 @tracer.capture_method
 def get_similar(movie_id: Annotated[int, Path(ge=1)], k: K = 10) -> api.SimilarMovies:

@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from infra.local.runner import LocalApp
@@ -52,6 +52,8 @@ def test_the_published_document_is_current(api: LocalApp) -> None:  # noqa: F811
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(k=values, genre=st.none() | values, region=st.none() | values)
+@example(k="2", genre=None, region=None)  # the happy path, every run: 200 must be documented too
+@example(k="1", genre="Crime", region="EU")
 def test_recommendations_and_popular_answer_as_documented(
     api: LocalApp,  # noqa: F811
     k: str,
@@ -69,6 +71,7 @@ def test_recommendations_and_popular_answer_as_documented(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(movie_id=values.filter(lambda v: "/" not in v and v.strip() == v and v != ""))
+@example(movie_id="1")
 def test_similar_answers_as_documented(api: LocalApp, movie_id: str) -> None:  # noqa: F811
     event = with_path(sample("http-similar"), urllib.parse.quote(movie_id, safe=""))
     event["pathParameters"] = {"movie_id": movie_id}

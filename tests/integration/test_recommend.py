@@ -21,7 +21,7 @@ from movierec.stores.blobs import BlobStore
 from movierec.stores.publication import PublicationStore
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from movierec.stores.serving import ServingStore
-from training_job.publishing import publish
+from training_job.publishing import PopularityPolicy, publish
 
 CATALOGUE = {
     1: MovieInfo("Alien", ("Horror", "Sci-Fi"), 1979),
@@ -102,7 +102,7 @@ def test_a_user_without_a_region_gets_global_popularity(redis_client: redis.Redi
 
     assert result.tier is Tier.GLOBAL_POPULAR
     assert [i.movie_id for i in result.items] == [1, 2]
-    assert [f.reason for f in result.fallbacks if f.tier is Tier.REGIONAL_POPULAR] == ["no region"]
+    assert [f.reason for f in result.fallbacks if f.tier is Tier.REGIONAL_POPULAR] == ["no segment"]
 
 
 def test_a_precomputed_list_is_served_minus_what_was_watched_since(
@@ -155,6 +155,64 @@ def test_trending_now_lifts_a_movie_into_popular_lists(redis_client: redis.Redis
     ranked = [i.movie_id for i in recommender(redis_client).popular(None, k=5).items]
 
     assert ranked[0] == 5, "fifty watches this hour outrank yesterday's batch popularity"
+
+
+def publish_segmented(
+    client: redis.Redis, blobs: BlobStore, policy: PopularityPolicy, extra: dict[str, list[Item]]
+) -> str:
+    """A version whose popularity is segmented as the training job chose (``policy``)."""
+    popularity = {keys.GLOBAL_SEGMENT: items(1, 2, 3, 4, 5), keys.region_segment("eu"): items(2, 4, 1, 3, 5)}
+    return publish(
+        PublicationStore(client),
+        blobs,
+        popularity | extra,
+        iter([]),
+        CATALOGUE,
+        data_cutoff=time.time() - 60,
+        grace_seconds=60,
+        policy=policy,
+    ).version
+
+
+def sign_up_with(client: redis.Redis, user_id: str, fields: dict[str, str | int]) -> None:
+    state = RealtimeState(client, recent_length=10, applied_ttl_seconds=3600)
+    state.apply([], [ProfileChange(user_id, fields, "v1")], [], TrendingPolicy(3600, 24), time.time())
+
+
+def test_the_published_segment_definition_decides_and_region_backs_it_up(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    year = time.gmtime().tm_year
+    policy = PopularityPolicy("region+age_band", 50.0, 0.3)
+    publish_segmented(redis_client, blobs, policy, {"region=eu|age=25-34": items(3, 5, 1, 2, 4)})
+    sign_up_with(redis_client, "al", {"region": "EU", "birth_year": year - 30})
+    sign_up_with(redis_client, "bea", {"region": "EU", "birth_year": year - 70})  # 65+: too few to publish
+    sign_up_with(redis_client, "cid", {"region": "EU"})
+    service = recommender(redis_client)
+
+    al, bea, cid = (service.recommend(user, k=3) for user in ("al", "bea", "cid"))
+
+    assert (al.tier, [i.movie_id for i in al.items]) == (Tier.REGIONAL_POPULAR, [3, 5, 1])
+    assert (bea.tier, [i.movie_id for i in bea.items]) == (Tier.REGIONAL_POPULAR, [2, 4, 1])
+    assert ("regional_popular", "not published") in [(f.tier.value, f.reason) for f in bea.fallbacks]
+    assert [i.movie_id for i in cid.items] == [2, 4, 1]
+
+
+@pytest.mark.parametrize(("trending_weight", "first"), [(0.5, 5), (0.0, 3)])
+def test_segments_without_region_blend_with_global_trending_at_the_published_weight(
+    redis_client: redis.Redis, blobs: BlobStore, trending_weight: float, first: int
+) -> None:
+    year = time.gmtime().tm_year
+    policy = PopularityPolicy("age_band", 50.0, trending_weight)
+    publish_segmented(redis_client, blobs, policy, {"age=25-34": items(3, 2, 1, 4)})
+    sign_up_with(redis_client, "dee", {"birth_year": year - 30})
+    for n in range(50):
+        engage(redis_client, f"fan{n}", 5, f"t-{n}")  # fans without a region: global counters only
+
+    result = recommender(redis_client).recommend("dee", k=3)
+
+    assert result.tier is Tier.REGIONAL_POPULAR
+    assert result.items[0].movie_id == first
 
 
 def test_a_publish_that_died_half_way_leaves_the_old_version_serving(

@@ -174,6 +174,6 @@ def test_each_request_records_its_tier_and_each_fallback_with_its_reason(
     assert request["tier"] == "global_popular"
     assert request["CacheMiss"] == [1.0]
     reasons = {(d["from_tier"], d["reason"]) for d in fallback if "FallbackReason" in d}
-    assert reasons == {("personalized", "miss"), ("online", "no model"), ("regional_popular", "no region")}
+    assert reasons == {("personalized", "miss"), ("online", "no model"), ("regional_popular", "no segment")}
     assert sorted(request["fallbacks"]) == sorted(f"{tier}: {reason}" for tier, reason in reasons)
     assert set(request["tier_ms"]) >= {"personalized", "global_popular"}

@@ -70,6 +70,13 @@ def includes_region(definition: str) -> bool:
     return is_definition(definition) and REGION in parse_definition(definition)
 
 
+def trending_segment(segment: str) -> str | None:
+    """The real-time counters a segment's popularity blends with: its region's, or None (global
+    trending) for a segment not keyed on region. Ingest counts trending per region and globally only."""
+    first = segment.split(_PART_SEPARATOR, 1)[0]
+    return first if first.startswith(f"{_LABEL[REGION]}=") else None
+
+
 def region_value(region: str) -> str:
     """A region as segment names spell it, so ``'EU'`` and ``' eu '`` are one segment."""
     return region.strip().lower()

@@ -3,7 +3,8 @@
 1. personalized: the precomputed list, minus movies seen since publication, genre-filtered;
 2. online: NeuMF scored now from the exported artifact (a miss, a stale list, or an unknown user
    with recent activity), written back to the cache;
-3. regional_popular: popularity for the user's sign-up segment, blended with real-time trending;
+3. regional_popular: popularity for the user's sign-up segment (the definition the training job chose:
+   region, age band, ...), then their region's, blended with real-time trending;
 4. global_popular: the same for everyone;
 5. snapshot: global popularity held in memory, for when Redis is unreachable.
 
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Protocol, TypeVar
 
-from movierec import keys
+from movierec import keys, segments
 from movierec.errors import StoreUnavailableError
 from movierec.observability import logger
 from movierec.popularity import blend_with_trending
@@ -87,7 +89,7 @@ class ServingPolicy:
     deadline_ms: int
     online_cache_ttl_seconds: int
     trending_bucket_seconds: int
-    trending_weight: float = 0.3
+    trending_weight: float = 0.3  # when the published manifest does not say
 
 
 class UnknownGenreError(ValueError):
@@ -132,13 +134,15 @@ class Recommender:
             if served:
                 return run.result(served, version)
         context = run.attempt(Tier.REGIONAL_POPULAR, lambda: run.user_context(user_id)) if view else None
-        region = context.region if context else None
-        return self._popular_chain(run, version, region, exclude, k, genre)
+        profile = context.profile if context else {}
+        candidates = run.attempt(Tier.REGIONAL_POPULAR, lambda: self._segments_for(version, profile)) or []
+        return self._popular_chain(run, version, candidates, exclude, k, genre)
 
     def popular(self, region: str | None, k: int, genre: str | None = None) -> Recommendations:
         run = _Run(self, genre)
         version = run.attempt(Tier.REGIONAL_POPULAR, self._store.current_version)
-        return self._popular_chain(run, version, region, frozenset(), k, genre)
+        candidates = [keys.region_segment(region)] if region else []
+        return self._popular_chain(run, version, candidates, frozenset(), k, genre)
 
     def similar(self, movie_id: int, k: int) -> list[Item] | None:
         """Movies like this one, from the model's embeddings; None when the movie is unknown."""
@@ -209,25 +213,34 @@ class Recommender:
         filtered = _filtered(items, exclude, genre, k)
         return filtered if len(filtered) >= k else "exhausted"
 
+    def _segments_for(self, version: str | None, profile: Mapping[str, str]) -> list[str]:
+        """The user's popularity segments, most specific first: theirs under the definition the
+        training job chose, then their region's (every region is published; a small segment may not be)."""
+        manifest = self._store.manifest(version) if version else None
+        definition = manifest.segment_attribute if manifest else segments.DEFAULT_DEFINITION
+        year = time.gmtime(self._wall()).tm_year
+        chosen = segments.segment_of(definition, profile, year)
+        regional = segments.segment_of(segments.REGION, profile, year)
+        return list(dict.fromkeys(s for s in (chosen, regional) if s))
+
     def _popular_chain(
         self,
         run: _Run,
         version: str | None,
-        region: str | None,
+        candidates: list[str],
         exclude: frozenset[int],
         k: int,
         genre: str | None,
     ) -> Recommendations:
         if version is not None:
-            if region:
-                segment = keys.region_segment(region)
+            if not candidates:
+                run.fallbacks.append(Fallback(Tier.REGIONAL_POPULAR, "no segment"))
+            for segment in candidates:
                 served = run.try_tier(
-                    Tier.REGIONAL_POPULAR, lambda: self._popular(version, segment, exclude, k, genre)
+                    Tier.REGIONAL_POPULAR, partial(self._popular, version, segment, exclude, k, genre)
                 )
                 if served:
                     return run.result(served, version, Tier.REGIONAL_POPULAR)
-            else:
-                run.fallbacks.append(Fallback(Tier.REGIONAL_POPULAR, "no region"))
             served = run.try_tier(
                 Tier.GLOBAL_POPULAR, lambda: self._popular(version, keys.GLOBAL_SEGMENT, exclude, k, genre)
             )
@@ -256,10 +269,11 @@ class Recommender:
         if batch is None:
             return None
         newest = int(self._wall() // self._policy.trending_bucket_seconds)
-        trending = self._store.trending(segment, range(newest - TRENDING_BUCKETS + 1, newest + 1))
-        blended = blend_with_trending(
-            [(i.movie_id, i.score) for i in batch], trending, self._policy.trending_weight
-        )
+        counters = segments.trending_segment(segment) or keys.GLOBAL_SEGMENT
+        trending = self._store.trending(counters, range(newest - TRENDING_BUCKETS + 1, newest + 1))
+        manifest = self._store.manifest(version)  # the training job chose the weight on validation
+        weight = manifest.trending_weight if manifest else self._policy.trending_weight
+        blended = blend_with_trending([(i.movie_id, i.score) for i in batch], trending, weight)
         known = {item.movie_id: item for item in batch}
         missing = [m for m, _ in blended if m not in known]
         infos = self._store.movie_infos(missing) if missing else {}

@@ -9,9 +9,11 @@
    has its own users, prepared so that the chain stops exactly there (checked before and after):
 
    - ``personalized``: a published 100-item list, real-time seen movies older than the publication;
-   - ``online``: only if the deployed wiring has an online scorer (null otherwise, with the reason);
-   - ``regional_popular``: a sign-up region and no list;
-   - ``global_popular``: no region and no list;
+   - ``online``: a user the published NeuMF artifact does not know, with 20 recent watches: fold-in,
+     retrieval, re-ranking and the cache write-back; each user is timed once, with the cached lists
+     deleted (untimed) beforehand, so every timed request scores;
+   - ``regional_popular``: a cold start with a sign-up region (no list, no activity);
+   - ``global_popular``: a cold start with no region;
    - ``snapshot``: any user, with Redis stopped (measured last); then, as an extra, with a Redis that
      accepts connections but never answers (a hung node), which costs the client's socket timeouts.
 

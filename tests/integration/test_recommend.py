@@ -121,6 +121,20 @@ def test_a_precomputed_list_is_served_minus_what_was_watched_since(
     assert [f.reason for f in after.fallbacks if f.tier is Tier.PERSONALIZED] == ["stale"]
 
 
+def test_a_list_too_short_for_k_falls_through_to_the_users_region(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    """The one read found a usable-looking list, so it did not bring the profile: it is read now."""
+    publish_version(redis_client, blobs, {"gus": items(1)})
+    sign_up(redis_client, "gus", "EU")
+
+    result = recommender(redis_client).recommend("gus", k=2)
+
+    assert result.tier is Tier.REGIONAL_POPULAR
+    assert [i.movie_id for i in result.items] == [2, 4]
+    assert ("personalized", "exhausted") in [(f.tier.value, f.reason) for f in result.fallbacks]
+
+
 def test_seen_movies_leave_popular_lists_in_real_time(redis_client: redis.Redis, blobs: BlobStore) -> None:
     publish_version(redis_client, blobs)
     service = recommender(redis_client)

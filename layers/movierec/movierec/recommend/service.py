@@ -122,6 +122,7 @@ class Recommender:
         view: UserView | None = None
         if run.ok:
             view = run.attempt(Tier.PERSONALIZED, lambda: self._store.user_view(version, user_id))
+            run.context = view.context if view else None
         # After a store failure the request goes straight to the snapshot: no second timeout.
         exclude = (view.seen if view else frozenset()) | (self._retired_quietly() if run.ok else frozenset())
         if view is not None and version is not None:
@@ -322,15 +323,15 @@ class _Run:
         self.fallbacks: list[Fallback] = []
         self.tier_ms: dict[str, float] = {}
         self.ok = True
-        self._context: UserContext | None = None
+        self.context: UserContext | None = None  # read with the user's view, or on first need
         if genre is not None and genre not in recommender.known_genres():
             raise UnknownGenreError(genre)
 
     def user_context(self, user_id: str) -> UserContext:
-        """The user's recent activity and profile, read once and only when a tier needs them."""
-        if self._context is None:
-            self._context = self.recommender._store.user_context(user_id)
-        return self._context
+        """The user's recent activity and profile, read at most once, and only when a tier needs them."""
+        if self.context is None:
+            self.context = self.recommender._store.user_context(user_id)
+        return self.context
 
     def attempt(self, tier: Tier, action: Callable[[], T]) -> T | None:
         """Run a lookup a tier depends on; on a store failure record the fallback and carry on."""

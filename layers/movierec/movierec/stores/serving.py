@@ -7,7 +7,7 @@ a second; popularity lists are cached a little longer by the caller.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,24 +27,17 @@ from movierec.publication import (
 
 VERSION_CACHE_SECONDS = 1.0
 RETIRED_CACHE_SECONDS = 1.0
+RECENT_MOVIES = 20
+"""Recent engagements read for online fold-in."""
+NEVER_STALE = 1e300  # the data cutoff when no manifest says otherwise
 FAIL_FAST_SECONDS = 1.0
 """After a Redis error, calls fail at once for this long: a sick cache costs one timeout per second
 per container, not one per request, so every request still answers inside its deadline."""
 
 
 @dataclass(frozen=True)
-class UserView:
-    """What the cached tiers need, read on every request in one round trip."""
-
-    precomputed: Sequence[Item] | None  # lazily decoded: the hot path reads ~k of ~100 rows
-    online: Sequence[Item] | None
-    seen: frozenset[int]
-    latest_engagement: float | None
-
-
-@dataclass(frozen=True)
 class UserContext:
-    """What online scoring and segment popularity need: read only when the cached tiers cannot answer."""
+    """What online scoring and segment popularity need, and the cached tiers do not."""
 
     recent: list[int]  # newest first
     profile: dict[str, str] = field(default_factory=dict)
@@ -52,6 +45,37 @@ class UserContext:
     @property
     def region(self) -> str | None:
         return self.profile.get("region")
+
+
+@dataclass(frozen=True)
+class UserView:
+    """One user, read on every request in one round trip."""
+
+    precomputed: Sequence[Item] | None  # lazily decoded: the hot path reads ~k of ~100 rows
+    online: Sequence[Item] | None
+    seen: frozenset[int]
+    latest_engagement: float | None
+    context: UserContext | None = None  # read along when no cached list looked usable
+
+
+_READ_USER = """
+-- KEYS: seen, stale, recent, profile[, recommendations, online]. ARGV: recent_n, the list's data cutoff.
+-- Recent movies and the profile come back only when no cached list looks usable (none, or stale, and
+-- no online list): the lower tiers need them in the same round trip; the hot path need not carry them.
+local precomputed, online = false, false
+if #KEYS == 6 then
+  precomputed = redis.call('GET', KEYS[5])
+  online = redis.call('GET', KEYS[6])
+end
+local stale = redis.call('GET', KEYS[2])
+local usable = precomputed and not (stale and tonumber(stale) > tonumber(ARGV[2]))
+local recent, profile = false, false
+if not usable and not online then
+  recent = redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1)
+  profile = redis.call('HGETALL', KEYS[4])
+end
+return {redis.call('SMEMBERS', KEYS[1]), stale, precomputed, online, recent, profile}
+"""
 
 
 class ServingStore:
@@ -68,6 +92,7 @@ class ServingStore:
         self._manifests: dict[str, Manifest] = {}
         self._retired: tuple[float, frozenset[int]] | None = None
         self._failed_at: float | None = None
+        self._read_user = client.register_script(_READ_USER)
 
     def reconnect(self) -> None:
         """Fresh connections (and a freshly read AUTH secret, when built with ``reconnect_with``)."""
@@ -92,30 +117,34 @@ class ServingStore:
             self._manifests = {version: Manifest.from_json(raw)}  # keep only the newest
         return self._manifests[version]
 
-    def user_view(self, version: str | None, user_id: str) -> UserView:
-        pipe = self._redis.pipeline(transaction=False)
+    def user_view(self, version: str | None, user_id: str, recent_n: int = RECENT_MOVIES) -> UserView:
+        """The cached lists, seen movies and latest engagement, in one command (a script: every key
+        carries the user's hash tag, so it is cluster-safe); the context too when it will be needed."""
+        manifest = self.manifest(version) if version is not None else None
+        cutoff = manifest.data_cutoff if manifest else NEVER_STALE
+        user_keys = [keys.seen(user_id), keys.stale(user_id), keys.recent(user_id), keys.profile(user_id)]
         if version is not None:
-            pipe.get(keys.recommendations(version, user_id))
-            pipe.get(keys.online_recommendations(version, user_id))
-        pipe.smembers(keys.seen(user_id))
-        pipe.get(keys.stale(user_id))
-        results = self._call(pipe.execute)
-        precomputed_raw, online_raw = (results[0], results[1]) if version is not None else (None, None)
-        seen_raw, stale_raw = results[-2:]
+            user_keys += [
+                keys.recommendations(version, user_id),
+                keys.online_recommendations(version, user_id),
+            ]
+        reply = self._call(self._read_user, keys=user_keys, args=[recent_n, repr(float(cutoff))])
+        seen_raw, stale_raw, precomputed_raw, online_raw, recent_raw, profile_raw = reply
         return UserView(
             precomputed=LazyItems(precomputed_raw) if precomputed_raw else None,
             online=LazyItems(online_raw) if online_raw else None,
             seen=frozenset(int(m) for m in seen_raw),
             latest_engagement=float(stale_raw) if stale_raw else None,
+            context=_context(recent_raw, dict(_pairs(profile_raw))) if recent_raw is not None else None,
         )
 
-    def user_context(self, user_id: str, recent_n: int = 20) -> UserContext:
+    def user_context(self, user_id: str, recent_n: int = RECENT_MOVIES) -> UserContext:
+        """For when ``user_view`` did not bring it (a cached list turned out unusable after filtering)."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrevrange(keys.recent(user_id), 0, recent_n - 1)
         pipe.hgetall(keys.profile(user_id))
         recent_raw, profile_raw = self._call(pipe.execute)
-        profile = {k.decode(): v.decode() for k, v in profile_raw.items() if not k.endswith(b"@v")}
-        return UserContext(recent=[int(m) for m in recent_raw], profile=profile)
+        return _context(recent_raw, profile_raw)
 
     def popularity(self, version: str, segment: str) -> list[Item] | None:
         raw = self._call(self._redis.get, keys.popularity(version, segment))
@@ -163,3 +192,14 @@ class ServingStore:
             raise StoreUnavailableError(f"Redis: {error}") from error
         self._failed_at = None
         return result
+
+
+def _context(recent_raw: list[bytes], profile_raw: dict[bytes, bytes]) -> UserContext:
+    profile = {k.decode(): v.decode() for k, v in profile_raw.items() if not k.endswith(b"@v")}
+    return UserContext(recent=[int(m) for m in recent_raw], profile=profile)
+
+
+def _pairs(flat: list[bytes] | None) -> Iterator[tuple[bytes, bytes]]:
+    """A hash as a script returns it, ``[field, value, field, value, ...]``, as pairs."""
+    values = iter(flat or [])
+    return zip(values, values, strict=True)

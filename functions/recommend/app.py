@@ -6,6 +6,7 @@ validate requests and to generate the OpenAPI document.
 
 import gc
 import json
+import warnings
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -25,6 +26,10 @@ from movierec.recommend.service import UnknownGenreError
 from movierec.recommend.wiring import build_recommender
 
 recommender = build_recommender(RecommendSettings())
+
+# /health and /v1/movies/{id}/similar publish no application metrics; Powertools would warn on every
+# such request (this is its documented opt-out).
+warnings.filterwarnings("ignore", "No application metrics to publish")
 
 try:  # Lambda SnapStart: connections captured in the snapshot are stale after a restore.
     from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]

@@ -234,7 +234,7 @@ class Recommender:
         genre: str | None,
     ) -> Recommendations:
         if version is not None:
-            if not candidates:
+            if not candidates and run.ok:
                 run.fallbacks.append(Fallback(Tier.REGIONAL_POPULAR, "no segment"))
             for segment in candidates:
                 served = run.try_tier(

@@ -1,4 +1,4 @@
-"""Redis reads for the recommend hot path: what the cached tiers need about a user in one round trip.
+"""Redis reads for the recommend path: one command per request reads the user (``_READ_USER``).
 
 The current version and its manifest change once per training run, so they are cached in-process for
 a second; popularity lists are cached a little longer by the caller.
@@ -40,11 +40,7 @@ class UserContext:
     """What online scoring and segment popularity need, and the cached tiers do not."""
 
     recent: list[int]  # newest first
-    profile: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def region(self) -> str | None:
-        return self.profile.get("region")
+    profile: dict[str, str] = field(default_factory=dict)  # sign-up fields: region, country, birth_year
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,6 @@ DIMENSIONS: dict[str, tuple[set[str], set[str]]] = {
     MetricName.ITERATOR_AGE_MS: ({"service"}, {"ingest"}),
     MetricName.SERVED_BY_TIER: ({"service", "tier"}, {"recommend"}),
     MetricName.TIER_LATENCY_MS: ({"service", "tier"}, {"recommend"}),
-    MetricName.CACHE_HIT: ({"service", "tier"}, {"recommend"}),
-    MetricName.CACHE_MISS: ({"service", "tier"}, {"recommend"}),
     MetricName.FALLBACK: ({"service", "tier"}, {"recommend"}),
     MetricName.FALLBACK_REASON: ({"from_tier", "reason", "service"}, {"recommend"}),
     MetricName.COLD_START: ({"function_name", "service"}, {"ingest", "recommend"}),

@@ -31,8 +31,6 @@ class MetricName(StrEnum):
     # recommend
     SERVED_BY_TIER = "ServedByTier"
     TIER_LATENCY_MS = "TierLatencyMs"
-    CACHE_HIT = "CacheHit"
-    CACHE_MISS = "CacheMiss"
     FALLBACK = "Fallback"
     FALLBACK_REASON = "FallbackReason"  # one per fallback, dimensions from_tier and reason
     COLD_START = "ColdStart"

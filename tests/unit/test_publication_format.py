@@ -1,5 +1,6 @@
-"""The published list format: the cached encoder writes exactly what ``json.dumps`` would, and lazy
-decoding reads back exactly what was written."""
+"""The published list format: one compact JSON row per line, written by the cached encoder exactly as
+``json.dumps`` would write each row; lazy decoding reads back what was written, and format-1 lists
+(one JSON array) still read."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from movierec.publication import Item, ItemEncoder, LazyItems, decode_items, encode_items
+from movierec.publication import Item, ItemEncoder, LazyItems, decode_items, encode_items, item_row
 
 titles = st.text(min_size=0, max_size=30)  # quotes, backslashes, control and non-ASCII characters
 items = st.builds(
@@ -23,9 +24,14 @@ items = st.builds(
 
 
 def reference(rows: list[Item]) -> bytes:
-    """The format as specified: compact JSON rows, UTF-8, scores rounded to 6 places."""
-    document = [[i.movie_id, round(i.score, 6), i.title, list(i.genres), i.year] for i in rows]
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    """The format as specified: a compact JSON row per line, UTF-8, scores rounded to 6 places."""
+    lines = [json.dumps(item_row(i), separators=(",", ":"), ensure_ascii=False) for i in rows]
+    return "\n".join(lines).encode()
+
+
+def format_1(rows: list[Item]) -> bytes:
+    """What publications before format 2 wrote: one JSON array of the same rows."""
+    return json.dumps([item_row(i) for i in rows], separators=(",", ":"), ensure_ascii=False).encode()
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -47,9 +53,17 @@ def test_one_encoder_reused_across_lists_stays_byte_identical() -> None:
 
 
 def test_numpy_scores_are_written_as_plain_numbers() -> None:
-    rows = [Item(3, np.float32(0.25), "Heat", ("Crime",), 1995)]  # type: ignore[arg-type]
+    rows = [
+        Item(3, np.float32(0.25), "Heat", ("Crime",), 1995),  # type: ignore[arg-type]
+        Item(4, np.float64(0.125), "Up", ("Animation",), 2009),
+    ]
 
-    assert json.loads(encode_items(rows)) == [[3, 0.25, "Heat", ["Crime"], 1995]]
+    lines = encode_items(rows).split(b"\n")
+
+    assert [json.loads(line) for line in lines] == [
+        [3, 0.25, "Heat", ["Crime"], 1995],
+        [4, 0.125, "Up", ["Animation"], 2009],
+    ]
 
 
 def test_lazy_items_read_back_what_was_written() -> None:
@@ -62,3 +76,22 @@ def test_lazy_items_read_back_what_was_written() -> None:
     assert lazy[0] == rows[0]
     assert lazy[-1] == rows[-1]
     assert lazy[2:4] == rows[2:4]
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.lists(items, max_size=12, unique_by=lambda item: item.movie_id))
+def test_both_formats_read_back_the_same_items(rows: list[Item]) -> None:
+    written = [Item(i.movie_id, round(i.score, 6), i.title, i.genres, i.year) for i in rows]
+
+    for raw in (encode_items(rows), format_1(rows)):
+        lazy = LazyItems(raw)
+        assert list(lazy) == written
+        assert len(lazy) == len(written)
+        assert lazy[: len(written)] == written
+
+
+def test_a_reader_that_stops_early_parses_no_further() -> None:
+    rows = [Item(m, 1.0 - m / 8, f"Movie {m}", ("Drama",), 1990 + m) for m in range(1, 8)]
+    raw = encode_items(rows[:3]) + b"\nnot json: a reader that stops after three rows never parses this"
+
+    assert [item.movie_id for _, item in zip(range(3), LazyItems(raw), strict=False)] == [1, 2, 3]

@@ -1,7 +1,9 @@
 """The published data format: ranked item lists and the version manifest, as stored in Redis.
 
-A list is compact JSON: ``[[movie_id, score, title, [genres], year], ...]``, denormalised so the hot path
-answers from one GET with no catalogue lookup.
+A list is one compact JSON row per line, best first: ``[movie_id,score,"title",[genres],year]``. It is
+denormalised, so the hot path answers with no catalogue lookup, and line-delimited, so it parses only the
+~k rows it serves instead of all ~100 (format 2). Lists of format 1, one JSON array of the same rows,
+still read.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, overload
 
 import orjson
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,15 @@ def encode_items(items: Iterable[Item]) -> bytes:
     return ItemEncoder().encode(items)
 
 
+def item_row(item: Item) -> list[Any]:
+    """An item as its row: what each line of a published list holds, as JSON."""
+    return [item.movie_id, round(item.score, 6), item.title, list(item.genres), item.year]
+
+
+def items_from_rows(rows: Iterable[list[Any]]) -> list[Item]:
+    return [_item(row) for row in rows]
+
+
 class ItemEncoder:
     """``encode_items`` with each movie's ``"title",[genres],year`` cached: byte-identical output.
 
@@ -48,8 +59,8 @@ class ItemEncoder:
         self._tails: dict[int, str] = {}
 
     def encode(self, items: Iterable[Item]) -> bytes:
-        """Compact JSON rows ``[movie_id,score,"title",[genres],year]``, as ``json.dumps`` writes them."""
-        parts = []
+        """One ``item_row`` per line, each as ``json.dumps`` writes it compactly (UTF-8, not escaped)."""
+        lines = []
         for item in items:
             tail = self._tails.get(item.movie_id)
             if tail is None:
@@ -57,8 +68,8 @@ class ItemEncoder:
                 tail = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)[1:]
                 self._tails[item.movie_id] = tail
             # float(): a numpy scalar's repr is not JSON; a float's repr is what json.dumps writes.
-            parts.append(f"[{int(item.movie_id)},{float(round(item.score, 6))!r},{tail}")
-        return ("[" + ",".join(parts) + "]").encode()
+            lines.append(f"[{int(item.movie_id)},{float(round(item.score, 6))!r},{tail}")
+        return "\n".join(lines).encode()
 
 
 def decode_items(raw: bytes) -> list[Item]:
@@ -66,18 +77,27 @@ def decode_items(raw: bytes) -> list[Item]:
 
 
 class LazyItems(Sequence[Item]):
-    """A published list, parsed once; ``Item``s are built only for the rows a caller reaches.
+    """A published list whose rows are parsed, and made ``Item``s, only when a caller reaches them.
 
-    The hot path reads a 100-item list to answer with 10: building all 100 would be most of its work.
+    The hot path reads a 100-item list to answer with 10: parsing all 100 would be most of its work.
+    JSON never holds a raw newline inside a value, so each line is exactly one row.
     """
 
-    __slots__ = ("_rows",)
+    __slots__ = ("_lines", "_raw")
 
     def __init__(self, raw: bytes) -> None:
-        self._rows: list[list[Any]] = orjson.loads(raw)
+        self._raw = raw
+        self._lines: list[bytes] | None = None
+        if raw.startswith(b"[[") or raw == b"[]":  # format 1: one array; re-encoded row by row once
+            self._lines = [orjson.dumps(row) for row in orjson.loads(raw)]
+
+    def _all_lines(self) -> list[bytes]:
+        if self._lines is None:
+            self._lines = self._raw.split(b"\n") if self._raw else []
+        return self._lines
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._all_lines())
 
     @overload
     def __getitem__(self, index: int) -> Item: ...
@@ -87,11 +107,22 @@ class LazyItems(Sequence[Item]):
 
     def __getitem__(self, index: int | slice) -> Item | list[Item]:
         if isinstance(index, slice):
-            return [_item(row) for row in self._rows[index]]
-        return _item(self._rows[index])
+            return [_item(orjson.loads(line)) for line in self._all_lines()[index]]
+        return _item(orjson.loads(self._all_lines()[index]))
 
     def __iter__(self) -> Iterator[Item]:
-        return map(_item, self._rows)
+        if self._lines is not None:
+            return (_item(orjson.loads(line)) for line in self._lines)
+        return self._iter_raw()
+
+    def _iter_raw(self) -> Iterator[Item]:
+        """Row by row from the bytes: a caller that stops after k rows never looks at the rest."""
+        raw, start, size = self._raw, 0, len(self._raw)
+        while start < size:
+            end = raw.find(b"\n", start)
+            end = size if end < 0 else end
+            yield _item(orjson.loads(raw[start:end]))
+            start = end + 1
 
 
 def _item(row: list[Any]) -> Item:

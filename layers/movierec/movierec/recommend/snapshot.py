@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from movierec.publication import Item, decode_items, encode_items
+from movierec.publication import Item, item_row, items_from_rows
 
 SNAPSHOT_FORMAT = 1
 
@@ -30,7 +30,7 @@ class PopularitySnapshot:
         document = json.loads(path.read_text())
         if document.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"{path}: unsupported snapshot format {document.get('format')!r}")
-        items = decode_items(json.dumps(document["items"]).encode())
+        items = items_from_rows(document["items"])
         return cls(items, frozenset(document.get("genres", ())), document.get("version"))
 
     def refresh(self, items: list[Item], version: str | None) -> None:
@@ -46,7 +46,7 @@ def snapshot_json(items: list[Item], genres: list[str], version: str) -> str:
             "format": SNAPSHOT_FORMAT,
             "version": version,
             "genres": sorted(genres),
-            "items": json.loads(encode_items(items)),
+            "items": [item_row(item) for item in items],
         },
         separators=(",", ":"),
     )

@@ -30,17 +30,17 @@ def version_manifest(version: str) -> str:
 
 
 def recommendations(version: str, user_id: str) -> str:
-    """String (JSON list of items): the precomputed top-N for one user in one published version."""
+    """String (an item list, see ``publication``): the precomputed top-N for one user in a version."""
     return f"{PREFIX}:v:{version}:recs:{{{user_id}}}"
 
 
 def popularity(version: str, segment: str) -> str:
-    """String (JSON list of items): batch popularity for a segment (``global`` or ``region=eu``)."""
+    """String (an item list): batch popularity for a segment (``global`` or ``region=eu``)."""
     return f"{PREFIX}:v:{version}:pop:{segment}"
 
 
 def online_recommendations(version: str, user_id: str) -> str:
-    """String (JSON list of items): an online-scored list written back by the recommend path, with a TTL."""
+    """String (an item list): an online-scored list written back by the recommend path, with a TTL."""
     return f"{PREFIX}:v:{version}:online:{{{user_id}}}"
 
 

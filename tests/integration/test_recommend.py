@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,8 @@ import redis
 from infra.local.servers import RedisServer
 from movierec import keys
 from movierec.errors import StoreUnavailableError
-from movierec.ingest.effects import Engagement, ProfileChange
-from movierec.publication import Item, MovieInfo
+from movierec.ingest.effects import Engagement, MovieChange, ProfileChange
+from movierec.publication import Item, MovieInfo, item_row
 from movierec.recommend.service import Recommender, ServingPolicy, Tier, UnknownGenreError
 from movierec.recommend.snapshot import PopularitySnapshot
 from movierec.stores.blobs import BlobStore
@@ -135,6 +136,55 @@ def test_a_list_too_short_for_k_falls_through_to_the_users_region(
     assert ("personalized", "exhausted") in [(f.tier.value, f.reason) for f in result.fallbacks]
 
 
+def watched_long_ago(client: redis.Redis, user_id: str, movie_ids: list[int]) -> None:
+    """Engagements older than any publication here: in the seen set, but no list goes stale."""
+    at = time.time() - 86_400
+    state = RealtimeState(client, recent_length=10, applied_ttl_seconds=3600)
+    engagements = [Engagement(f"{user_id}-{m}", user_id, m, at, "watch") for m in movie_ids]
+    state.apply(engagements, [], [], TrendingPolicy(3600, 24), at)
+
+
+def test_a_heavy_users_seen_set_is_not_read_whole_for_a_usable_list(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    version = publish_version(redis_client, blobs, {"hal": items(5, 3, 1, 2, 4)})
+    watched_long_ago(redis_client, "hal", [3, *range(1_000, 4_000)])  # 3,001 movies, one of them listed
+
+    view = ServingStore(redis_client).user_view(version, "hal")
+    result = recommender(redis_client).recommend("hal", k=3)
+
+    assert view.seen_listed == {3}
+    assert view.context is None
+    assert (result.tier, [i.movie_id for i in result.items]) == (Tier.PERSONALIZED, [5, 1, 2])
+
+
+def test_a_list_published_in_format_1_still_serves_minus_seen_movies(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    version = publish_version(redis_client, blobs)
+    rows = [item_row(item) for item in items(5, 3, 1, 2)]
+    redis_client.set(keys.recommendations(version, "ivy"), json.dumps(rows, separators=(",", ":")))
+    watched_long_ago(redis_client, "ivy", [3, 9])
+
+    view = ServingStore(redis_client).user_view(version, "ivy")
+    result = recommender(redis_client).recommend("ivy", k=3)
+
+    assert view.seen_listed == {3, 9}, "format 1: the whole seen set, as before"
+    assert (result.tier, [i.movie_id for i in result.items]) == (Tier.PERSONALIZED, [5, 1, 2])
+
+
+def test_a_list_too_short_falls_back_with_every_seen_movie_excluded(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    publish_version(redis_client, blobs, {"jo": items(5, 3)})
+    watched_long_ago(redis_client, "jo", [1, 2])  # not in jo's list, but in global popularity
+
+    result = recommender(redis_client).recommend("jo", k=3)
+
+    assert result.tier is Tier.GLOBAL_POPULAR
+    assert [i.movie_id for i in result.items] == [3, 4, 5]
+
+
 def test_seen_movies_leave_popular_lists_in_real_time(redis_client: redis.Redis, blobs: BlobStore) -> None:
     publish_version(redis_client, blobs)
     service = recommender(redis_client)
@@ -159,6 +209,16 @@ def test_anonymous_popular_by_region(redis_client: redis.Redis, blobs: BlobStore
     assert service.popular("EU", k=2).tier is Tier.REGIONAL_POPULAR
     assert service.popular("Atlantis", k=2).tier is Tier.GLOBAL_POPULAR
     assert service.popular(None, k=2).tier is Tier.GLOBAL_POPULAR
+
+
+def test_a_movie_retired_after_publication_leaves_anonymous_popular_lists(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    publish_version(redis_client, blobs)
+    state = RealtimeState(redis_client, recent_length=10, applied_ttl_seconds=3600)
+    state.apply([], [], [MovieChange(1, "v2", retired=True)], TrendingPolicy(3600, 24), time.time())
+
+    assert [i.movie_id for i in recommender(redis_client).popular(None, k=2).items] == [2, 3]
 
 
 def test_trending_now_lifts_a_movie_into_popular_lists(redis_client: redis.Redis, blobs: BlobStore) -> None:

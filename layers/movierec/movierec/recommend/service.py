@@ -124,26 +124,26 @@ class Recommender:
             view = run.attempt(Tier.PERSONALIZED, lambda: self._store.user_view(version, user_id))
             run.context = view.context if view else None
         # After a store failure the request goes straight to the snapshot: no second timeout.
-        exclude = (view.seen if view else frozenset()) | (self._retired_quietly() if run.ok else frozenset())
+        run.retired = self._retired_quietly() if run.ok else frozenset()
         if view is not None and version is not None:
-            served = run.try_tier(
-                Tier.PERSONALIZED, lambda: self._personalized(view, version, exclude, k, genre)
-            )
+            served = run.try_tier(Tier.PERSONALIZED, lambda: self._personalized(run, view, version, k, genre))
             served = served or run.try_tier(
-                Tier.ONLINE, lambda: self._online(run, view, version, user_id, exclude, k, genre)
+                Tier.ONLINE, lambda: self._online(run, view, version, user_id, k, genre)
             )
             if served:
                 return run.result(served, version)
         context = run.attempt(Tier.REGIONAL_POPULAR, lambda: run.user_context(user_id)) if view else None
         profile = context.profile if context else {}
         candidates = run.attempt(Tier.REGIONAL_POPULAR, lambda: self._segments_for(version, profile)) or []
-        return self._popular_chain(run, version, candidates, exclude, k, genre)
+        seen = context.seen if context else (view.seen_listed if view else frozenset())
+        return self._popular_chain(run, version, candidates, seen | run.retired, k, genre)
 
     def popular(self, region: str | None, k: int, genre: str | None = None) -> Recommendations:
         run = _Run(self, genre)
         version = run.attempt(Tier.REGIONAL_POPULAR, self._store.current_version)
         candidates = [keys.region_segment(region)] if region else []
-        return self._popular_chain(run, version, candidates, frozenset(), k, genre)
+        retired = self._retired_quietly() if run.ok else frozenset()
+        return self._popular_chain(run, version, candidates, retired, k, genre)
 
     def similar(self, movie_id: int, k: int) -> list[Item] | None:
         """Movies like this one, from the model's embeddings; None when the movie is unknown."""
@@ -175,14 +175,14 @@ class Recommender:
     # ---- tiers ------------------------------------------------------------------------------------------
 
     def _personalized(
-        self, view: UserView, version: str, exclude: frozenset[int], k: int, genre: str | None
+        self, run: _Run, view: UserView, version: str, k: int, genre: str | None
     ) -> list[Item] | str:
         if view.precomputed is None:
             return "miss"
         manifest = self._store.manifest(version)
         if manifest and view.latest_engagement and view.latest_engagement > manifest.data_cutoff:
             return "stale"
-        items = _filtered(view.precomputed, exclude, genre, k)
+        items = _filtered(view.precomputed, view.seen_listed | run.retired, genre, k)
         return items if len(items) >= k else "exhausted"
 
     def _online(
@@ -191,12 +191,11 @@ class Recommender:
         view: UserView,
         version: str,
         user_id: str,
-        exclude: frozenset[int],
         k: int,
         genre: str | None,
     ) -> list[Item] | str:
         if view.online is not None:
-            cached = _filtered(view.online, exclude, genre, k)
+            cached = _filtered(view.online, view.seen_listed | run.retired, genre, k)
             if len(cached) >= k:
                 return cached
         if self._scorer is None:
@@ -206,7 +205,9 @@ class Recommender:
         scorer = self._scorer(version)
         if scorer is None:
             return "no model"
-        ranked = scorer.rank(user_id, run.user_context(user_id).recent, exclude, n=max(k * 5, 50))
+        context = run.user_context(user_id)
+        exclude = context.seen | run.retired
+        ranked = scorer.rank(user_id, context.recent, exclude, n=max(k * 5, 50))
         if not ranked:
             return "unknown user"
         items = self._with_metadata(ranked)
@@ -324,6 +325,7 @@ class _Run:
         self.tier_ms: dict[str, float] = {}
         self.ok = True
         self.context: UserContext | None = None  # read with the user's view, or on first need
+        self.retired: frozenset[int] = frozenset()
         if genre is not None and genre not in recommender.known_genres():
             raise UnknownGenreError(genre)
 

@@ -30,6 +30,9 @@ RETIRED_CACHE_SECONDS = 1.0
 RECENT_MOVIES = 20
 """Recent engagements read for online fold-in."""
 NEVER_STALE = 1e300  # the data cutoff when no manifest says otherwise
+SEEN_READ_WHOLE = 500
+"""A seen set up to this size is read whole on the cached path (cheaper than looking up ~150 listed
+movies one by one); a larger one only for the movies in the cached lists."""
 FAIL_FAST_SECONDS = 1.0
 """After a Redis error, calls fail at once for this long: a sick cache costs one timeout per second
 per container, not one per request, so every request still answers inside its deadline."""
@@ -40,6 +43,7 @@ class UserContext:
     """What online scoring and segment popularity need, and the cached tiers do not."""
 
     recent: list[int]  # newest first
+    seen: frozenset[int]  # every movie the user engaged with
     profile: dict[str, str] = field(default_factory=dict)  # sign-up fields: region, country, birth_year
 
 
@@ -49,15 +53,19 @@ class UserView:
 
     precomputed: Sequence[Item] | None  # lazily decoded: the hot path reads ~k of ~100 rows
     online: Sequence[Item] | None
-    seen: frozenset[int]
+    seen_listed: frozenset[int]  # at least the movies of these lists the user has seen
     latest_engagement: float | None
     context: UserContext | None = None  # read along when no cached list looked usable
 
 
-_READ_USER = """
--- KEYS: seen, stale, recent, profile[, recommendations, online]. ARGV: recent_n, the list's data cutoff.
--- Recent movies and the profile come back only when no cached list looks usable (none, or stale, and
--- no online list): the lower tiers need them in the same round trip; the hot path need not carry them.
+_READ_USER = r"""
+-- KEYS: seen, stale, recent, profile[, recommendations, online].
+-- ARGV: recent_n, the lists' data cutoff, the largest seen set read whole when a cached list is usable.
+-- Returns {seen, stale, precomputed, online, recent, profile}. When no cached list looks usable (none,
+-- or stale, and no online list), recent movies and the profile come along: the lower tiers need them.
+-- When one does and the user's seen set is large (a heavy user's holds thousands, and reading it whole
+-- would dominate the hot path), `seen` holds only the lists' movies the user has seen: SMISMEMBER on
+-- the ids that start the lists' lines.
 local precomputed, online = false, false
 if #KEYS == 6 then
   precomputed = redis.call('GET', KEYS[5])
@@ -65,12 +73,33 @@ if #KEYS == 6 then
 end
 local stale = redis.call('GET', KEYS[2])
 local usable = precomputed and not (stale and tonumber(stale) > tonumber(ARGV[2]))
-local recent, profile = false, false
 if not usable and not online then
-  recent = redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1)
-  profile = redis.call('HGETALL', KEYS[4])
+  return {
+    redis.call('SMEMBERS', KEYS[1]), stale, precomputed, online,
+    redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1), redis.call('HGETALL', KEYS[4]),
+  }
 end
-return {redis.call('SMEMBERS', KEYS[1]), stale, precomputed, online, recent, profile}
+local lists = {}
+if usable then lists[#lists + 1] = precomputed end
+if online then lists[#lists + 1] = online end
+local line_per_row = true
+for _, list in ipairs(lists) do
+  if not string.match(list, '^%[%d') then line_per_row = false end  -- format 1: one JSON array
+end
+if not line_per_row or redis.call('SCARD', KEYS[1]) <= tonumber(ARGV[3]) then
+  return {redis.call('SMEMBERS', KEYS[1]), stale, precomputed, online, false, false}
+end
+local ids = {}
+for _, list in ipairs(lists) do
+  ids[#ids + 1] = string.match(list, '^%[(%d+),')
+  for id in string.gmatch(list, '\n%[(%d+),') do ids[#ids + 1] = id end
+end
+local flags = redis.call('SMISMEMBER', KEYS[1], unpack(ids))
+local seen = {}
+for i = 1, #ids do
+  if flags[i] == 1 then seen[#seen + 1] = ids[i] end
+end
+return {seen, stale, precomputed, online, false, false}
 """
 
 
@@ -124,23 +153,26 @@ class ServingStore:
                 keys.recommendations(version, user_id),
                 keys.online_recommendations(version, user_id),
             ]
-        reply = self._call(self._read_user, keys=user_keys, args=[recent_n, repr(float(cutoff))])
+        args = [recent_n, repr(float(cutoff)), SEEN_READ_WHOLE]
+        reply = self._call(self._read_user, keys=user_keys, args=args)
         seen_raw, stale_raw, precomputed_raw, online_raw, recent_raw, profile_raw = reply
+        seen = frozenset(int(m) for m in seen_raw)
         return UserView(
             precomputed=LazyItems(precomputed_raw) if precomputed_raw else None,
             online=LazyItems(online_raw) if online_raw else None,
-            seen=frozenset(int(m) for m in seen_raw),
+            seen_listed=seen,
             latest_engagement=float(stale_raw) if stale_raw else None,
-            context=_context(recent_raw, dict(_pairs(profile_raw))) if recent_raw is not None else None,
+            context=_context(recent_raw, seen, dict(_pairs(profile_raw))) if recent_raw is not None else None,
         )
 
     def user_context(self, user_id: str, recent_n: int = RECENT_MOVIES) -> UserContext:
         """For when ``user_view`` did not bring it (a cached list turned out unusable after filtering)."""
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrevrange(keys.recent(user_id), 0, recent_n - 1)
+        pipe.smembers(keys.seen(user_id))
         pipe.hgetall(keys.profile(user_id))
-        recent_raw, profile_raw = self._call(pipe.execute)
-        return _context(recent_raw, profile_raw)
+        recent_raw, seen_raw, profile_raw = self._call(pipe.execute)
+        return _context(recent_raw, frozenset(int(m) for m in seen_raw), profile_raw)
 
     def popularity(self, version: str, segment: str) -> list[Item] | None:
         raw = self._call(self._redis.get, keys.popularity(version, segment))
@@ -190,9 +222,9 @@ class ServingStore:
         return result
 
 
-def _context(recent_raw: list[bytes], profile_raw: dict[bytes, bytes]) -> UserContext:
+def _context(recent_raw: list[bytes], seen: frozenset[int], profile_raw: dict[bytes, bytes]) -> UserContext:
     profile = {k.decode(): v.decode() for k, v in profile_raw.items() if not k.endswith(b"@v")}
-    return UserContext(recent=[int(m) for m in recent_raw], profile=profile)
+    return UserContext(recent=[int(m) for m in recent_raw], seen=seen, profile=profile)
 
 
 def _pairs(flat: list[bytes] | None) -> Iterator[tuple[bytes, bytes]]:

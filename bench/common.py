@@ -236,6 +236,28 @@ def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+def run_and_print(
+    arguments: argparse.Namespace,
+    run: Callable[[bool, Profiler], dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+) -> int:
+    """A benchmark's ``main`` after parsing: run it (profiled with ``--profile``), stamp the wall time
+    and the machine's load before and after, and print one JSON object (``--json``) or the report."""
+    out = claim_stdout()
+    started = time.monotonic()
+    before = machine()
+    profiler = Profiler(arguments.profile)
+    result = run(arguments.quick, profiler)
+    profiler.report()
+    result["wall_s"] = round(time.monotonic() - started, 1)
+    result["machine"] = before | {"load_1m_after": machine()["load_1m"]}
+    if arguments.json:
+        print_json(result, out)
+    else:
+        out.write(report(result))
+    return 0
+
+
 def print_json(result: Mapping[str, Any], stream: TextIO) -> None:
     stream.write(json.dumps(result, separators=(", ", ": ")) + "\n")
     stream.flush()

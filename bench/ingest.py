@@ -46,14 +46,12 @@ from bench.common import (
     Profiler,
     RedisTraffic,
     Servers,
-    claim_stdout,
     format_table,
-    machine,
     parser,
     per_second,
-    print_json,
     progress,
     ratio,
+    run_and_print,
     summarize_ns,
 )
 from infra.local.lambda_context import LambdaContext
@@ -458,25 +456,13 @@ def report(result: dict[str, Any]) -> str:
         [[size, c["mongo_round_trips"], c["redis_round_trips"]] for size, c in counts.items()],
         ["batch", "MongoDB commands", "Redis round trips"],
     )
-    return f"{table}\n\n{trips}\n"
+    headline = f"headline (batch {HEADLINE_BATCH}): ratio {result['ratio']} (target >= {TARGET_RATIO})"
+    return f"{table}\n\n{trips}\n{headline}\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser("python -m bench.ingest", __doc__ or "").parse_args(argv)
-    out = claim_stdout()
-    started = time.monotonic()
-    before = machine()
-    profiler = Profiler(arguments.profile)
-    result = run(arguments.quick, profiler)
-    profiler.report()
-    result["wall_s"] = round(time.monotonic() - started, 1)
-    result["machine"] = before | {"load_1m_after": machine()["load_1m"]}
-    if arguments.json:
-        print_json(result, out)
-    else:
-        out.write(report(result))
-        out.write(f"headline (batch {HEADLINE_BATCH}): ratio {result['ratio']} (target >= {TARGET_RATIO})\n")
-    return 0
+    return run_and_print(arguments, run, report)
 
 
 if __name__ == "__main__":

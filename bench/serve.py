@@ -63,16 +63,14 @@ from bench.common import (
     RedisTraffic,
     Servers,
     Summary,
-    claim_stdout,
     format_table,
     interleave,
-    machine,
     measure,
     parser,
     per_second,
-    print_json,
     progress,
     ratio,
+    run_and_print,
     summarize_ns,
 )
 from infra.local.apigw import local_jwt
@@ -823,19 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = arguments_parser.parse_args(argv)
     if arguments.start_api:
         return serve_start_api(arguments.start_api, tcp_nodelay=arguments.what_if_tcp_nodelay)
-    out = claim_stdout()
-    started = time.monotonic()
-    before = machine()
-    profiler = Profiler(arguments.profile)
-    result = run(arguments.quick, profiler)
-    profiler.report()
-    result["wall_s"] = round(time.monotonic() - started, 1)
-    result["machine"] = before | {"load_1m_after": machine()["load_1m"]}
-    if arguments.json:
-        print_json(result, out)
-    else:
-        out.write(report(result))
-    return 0
+    return run_and_print(arguments, run, report)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ over real sockets, and ``python -m infra.local`` as a process."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 import requests
 
 from infra.local import runner
+from infra.local.__main__ import main as run_cli
 from infra.local.apigw import HttpApiServer, local_jwt
 from infra.local.bootstrap import bootstrap
 from infra.local.errors import UsageError
@@ -37,18 +37,6 @@ def app_dir(tmp_path: Path) -> Path:
 
 def client(service: str, endpoint: str) -> Any:
     return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")  # type: ignore[call-overload]
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    runner.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        status: int = args.func(args)
-    except UsageError as error:
-        print(f"error: {error}")
-        return 2
-    return status
 
 
 # ---- bootstrap ----------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ event-source-mapping emulator (against moto in-process), using the tiny app in t
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -19,6 +18,7 @@ import pytest
 from moto import mock_aws
 
 from infra.local import runner
+from infra.local.__main__ import main as run_cli
 from infra.local.apigw import (
     AuthError,
     Cors,
@@ -353,18 +353,6 @@ def test_context_counts_down_from_the_timeout() -> None:
 # ---- the CLI's invoke ---------------------------------------------------------------------------------
 
 
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    runner.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        status: int = args.func(args)
-    except UsageError as error:
-        print(f"error: {error}")
-        return 2
-    return status
-
-
 def test_invoke_prints_the_handler_response(app_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     template = str(app_dir / "template.yaml")
     status = run_cli(["invoke", "ApiFunction", "-e", str(app_dir / "events" / "plain.json"), "-t", template])
@@ -397,7 +385,7 @@ def test_invoke_usage_errors_are_one_line_and_exit_2(
 ) -> None:
     argv = ["invoke", function, "-e", str(app_dir / "events" / event), "-t", str(app_dir / "template.yaml")]
     assert run_cli(argv) == 2
-    output = capsys.readouterr().out
+    output = capsys.readouterr().err
     assert message in output
     assert output.count("\n") == 1
 
@@ -554,13 +542,13 @@ def test_run_job_pipeline_usage_errors_exit_2(
 ) -> None:
     template, script, log = pipeline_template
     assert pipeline_cli(template, script, *options) == 2
-    assert message in capsys.readouterr().out
+    assert message in capsys.readouterr().err
     assert not log.exists()
 
 
 def test_run_job_pipeline_needs_a_state_machine(app_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["run-job", "-t", str(app_dir / "template.yaml"), "pipeline"]) == 2
-    assert "template.yaml has no state machine to run" in capsys.readouterr().out
+    assert "template.yaml has no state machine to run" in capsys.readouterr().err
 
 
 # ---- the Kinesis poller (moto in-process) -------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.template import DEFAULT_TEMPLATE, Stack, load_template
+from infra.local.template import DEFAULT_TEMPLATE, Stack
 from movierec.observability import METRIC_NAMESPACE, MetricName
 from movierec.recommend.service import Tier
 
@@ -84,11 +84,6 @@ def search_refs(expression: str, where: str) -> Iterator[MetricRef]:
 
 
 # ---- reading the three sources ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(DEFAULT_TEMPLATE)
 
 
 @pytest.fixture(scope="module")

@@ -31,11 +31,9 @@ from infra.local.pipeline import (
     write_result,
 )
 from infra.local.template import (
-    DEFAULT_TEMPLATE,
     TRAINING_CONTAINER,
     LocalCloud,
     Stack,
-    load_template,
     training_environment,
 )
 from movierec.observability import METRIC_NAMESPACE, MetricName
@@ -78,16 +76,6 @@ def job_calls(log: Path) -> list[dict[str, Any]]:
 
 
 # ---- the definition as deployed --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(DEFAULT_TEMPLATE)
-
-
-@pytest.fixture(scope="module")
-def stack() -> Stack:
-    return Stack.load(DEFAULT_TEMPLATE)
 
 
 @pytest.fixture(scope="module")

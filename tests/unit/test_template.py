@@ -37,16 +37,6 @@ PUBLIC_ROUTES = {"GET /v1/popular", "GET /health"}
 PROTECTED_ROUTES = {"GET /v1/recommendations", "GET /v1/movies/{movie_id}/similar"}
 
 
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(DEFAULT_TEMPLATE)
-
-
-@pytest.fixture(scope="module")
-def stack() -> Stack:
-    return Stack.load(DEFAULT_TEMPLATE)
-
-
 def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 

@@ -124,7 +124,7 @@ class Recommender:
             view = run.attempt(Tier.PERSONALIZED, lambda: self._store.user_view(version, user_id))
             run.context = view.context if view else None
         # After a store failure the request goes straight to the snapshot: no second timeout.
-        run.retired = self._retired_quietly() if run.ok else frozenset()
+        run.retired = self._retired_quietly(run)
         if view is not None and version is not None:
             served = run.try_tier(Tier.PERSONALIZED, lambda: self._personalized(run, view, version, k, genre))
             served = served or run.try_tier(
@@ -142,8 +142,7 @@ class Recommender:
         run = _Run(self, genre)
         version = run.attempt(Tier.REGIONAL_POPULAR, self._store.current_version)
         candidates = [keys.region_segment(region)] if region else []
-        retired = self._retired_quietly() if run.ok else frozenset()
-        return self._popular_chain(run, version, candidates, retired, k, genre)
+        return self._popular_chain(run, version, candidates, self._retired_quietly(run), k, genre)
 
     def similar(self, movie_id: int, k: int) -> list[Item] | None:
         """Movies like this one, from the model's embeddings; None when the movie is unknown."""
@@ -297,7 +296,10 @@ class Recommender:
         infos = self._store.movie_infos([m for m, _ in ranked])
         return [Item(m, s, infos[m].title, infos[m].genres, infos[m].year) for m, s in ranked if m in infos]
 
-    def _retired_quietly(self) -> frozenset[int]:
+    def _retired_quietly(self, run: _Run) -> frozenset[int]:
+        """Movies retired since publication; none after a store failure (the snapshot answers anyway)."""
+        if not run.ok:
+            return frozenset()
         try:
             return self._store.retired()
         except StoreUnavailableError:

@@ -95,6 +95,14 @@ def test_includes_region() -> None:
     assert not segments.includes_region("nonsense")
 
 
+def test_a_segment_blends_with_its_regions_trending_counters_or_the_global_ones() -> None:
+    assert segments.trending_segment("region=eu-west") == "region=eu-west"
+    assert segments.trending_segment("region=eu-west|age=25-34") == "region=eu-west"
+    assert segments.trending_segment("age=25-34") is None
+    assert segments.trending_segment("country=de|age=25-34") is None
+    assert segments.trending_segment("global") is None
+
+
 def test_training_columns_name_the_same_segments_as_profiles() -> None:
     users = Users(
         ids=["a", "b", "c", "d"],

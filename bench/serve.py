@@ -23,8 +23,7 @@
    floor for the framework's own cost.
 2. **start-api.** ``python -m infra.local start-api`` runs as a child process against the same Redis;
    a threaded keep-alive load generator sends signed-in ``GET /v1/recommendations`` for a bounded time
-   at concurrency 1 and 8. Requests/second and client-side latency. A second round runs the same
-   server with TCP_NODELAY on its sockets: a what-if for the one-line fix docs/benchmarks.md proposes.
+   at concurrency 1 and 8. Requests/second and client-side latency.
 3. **Publication.** ``PublicationWriter.put_recommendations`` (users/second) against a raw pipelined
    ``SET`` of the same bytes under the same keys, chunked as the writer chunks, alternating rounds.
 """
@@ -455,14 +454,10 @@ def delete_keys(client: redis.Redis, names: Sequence[str]) -> None:
 # ---- start-api under load ----------------------------------------------------------------------------
 
 
-def start_api(
-    redis_url: str, aws_endpoint: str, log: Path, *, tcp_nodelay: bool
-) -> tuple[subprocess.Popen[bytes], int]:
+def start_api(redis_url: str, aws_endpoint: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     environment = dict(os.environ, REDIS_URL=redis_url, AWS_ENDPOINT_URL=aws_endpoint)
     command = [sys.executable, "-m", "bench.serve", "--start-api", str(port)]
-    if tcp_nodelay:
-        command.append("--what-if-tcp-nodelay")
     with log.open("ab") as sink:
         process = subprocess.Popen(
             command,
@@ -547,11 +542,9 @@ def load(port: int, tokens: Sequence[str], concurrency: int, seconds: float) -> 
     }
 
 
-def start_api_throughput(
-    servers: Servers, users: Sequence[str], seconds: float, log: Path, *, tcp_nodelay: bool = False
-) -> dict[str, Any]:
+def start_api_throughput(servers: Servers, users: Sequence[str], seconds: float, log: Path) -> dict[str, Any]:
     try:
-        process, port = start_api(servers.redis_url, servers.aws_endpoint, log, tcp_nodelay=tcp_nodelay)
+        process, port = start_api(servers.redis_url, servers.aws_endpoint, log)
     except StartApiError as error:
         progress(str(error))
         return {"error": str(error)}  # the in-process figures stand without it
@@ -700,17 +693,14 @@ def run(quick: bool, profiler: Profiler) -> dict[str, Any]:
                     rig.callers["personalized"]()
         progress("publication throughput")
         publication = publication_throughput(rig.setup_client, plan, rig.population.catalogue)
-        progress("start-api under load (as is, then with TCP_NODELAY)")
+        progress("start-api under load")
         users = rig.population.users["personalized"]
         log = rig.work_dir / "start-api.log"
         api = start_api_throughput(servers, users, plan.load_seconds, log)
-        api_nodelay = start_api_throughput(servers, users, plan.load_seconds, log, tcp_nodelay=True)
         snapshot, unresponsive, outage_sources = time_outages(rig)
         sources |= outage_sources
         sources |= {f"{tier} (after timing)": served for tier, served in sources_after.items()}
-    return assemble(
-        rig, summaries, snapshot, unresponsive, sources, round_trips, publication, api, api_nodelay
-    )
+    return assemble(rig, summaries, snapshot, unresponsive, sources, round_trips, publication, api)
 
 
 def assemble(
@@ -722,7 +712,6 @@ def assemble(
     round_trips: dict[str, float],
     publication: dict[str, Any],
     api: dict[str, Any],
-    api_nodelay: dict[str, Any],
 ) -> dict[str, Any]:
     raw = summaries["raw_get"]
     tiers: dict[str, Any] = dict.fromkeys(TIERS)
@@ -754,7 +743,6 @@ def assemble(
         "redis_round_trips_per_request": round_trips,
         "publication": publication,
         "start_api": api,
-        "start_api_what_if_tcp_nodelay": api_nodelay,
         "targets": {
             "cached_p99_ratio_max": CACHED_P99_TARGET,
             "tier_p99_ms_max": TIER_P99_TARGET_MS,
@@ -791,18 +779,12 @@ def _cells(detail: dict[str, Any]) -> list[object]:
     return [detail["p50_ms"], detail["p99_ms"], detail["p99_ratio"]]
 
 
-def serve_start_api(port: int, *, tcp_nodelay: bool) -> int:
-    """``python -m infra.local start-api --port PORT``: the same command function, called directly.
-
-    ``tcp_nodelay`` is a what-if for a proposed one-line fix in infra/local/apigw.py (docs/benchmarks.md).
-    """
+def serve_start_api(port: int) -> int:
+    """``python -m infra.local start-api --port PORT``: the same command function, called directly."""
     # Imported here, in the child only: the in-process measurements do not depend on the runner.
-    from infra.local.apigw import _RequestHandler
     from infra.local.runner import start_api_command
     from infra.local.template import DEFAULT_TEMPLATE, STACK_NAME
 
-    if tcp_nodelay:
-        _RequestHandler.disable_nagle_algorithm = True
     arguments = argparse.Namespace(
         template=str(DEFAULT_TEMPLATE),
         stack_name=STACK_NAME,
@@ -817,10 +799,9 @@ def serve_start_api(port: int, *, tcp_nodelay: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments_parser = parser("python -m bench.serve", __doc__ or "")
     arguments_parser.add_argument("--start-api", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    arguments_parser.add_argument("--what-if-tcp-nodelay", action="store_true", help=argparse.SUPPRESS)
     arguments = arguments_parser.parse_args(argv)
     if arguments.start_api:
-        return serve_start_api(arguments.start_api, tcp_nodelay=arguments.what_if_tcp_nodelay)
+        return serve_start_api(arguments.start_api)
     return run_and_print(arguments, run, report)
 
 

@@ -77,15 +77,24 @@ def watch(client: redis.Redis, user_id: str, movie_ids: list[int], at: float) ->
 
 
 @pytest.fixture
-def service(
-    redis_client: redis.Redis, aws_reset: str, trained: tuple[Dataset, FitResult]
-) -> tuple[Recommender, str]:
+def blobs(aws_reset: str) -> BlobStore:
     boto3.client("s3").create_bucket(Bucket="artifacts")
-    blobs = BlobStore("artifacts")
+    return BlobStore("artifacts")
+
+
+def online_recommender(client: redis.Redis, blobs: BlobStore) -> Recommender:
+    """The recommender as the function wires it: the published version's artifact, loaded from S3."""
+    store = ServingStore(client)
+    return Recommender(store, PopularitySnapshot(), POLICY, scorer=ScorerCache(store, blobs))
+
+
+@pytest.fixture
+def service(
+    redis_client: redis.Redis, blobs: BlobStore, trained: tuple[Dataset, FitResult]
+) -> tuple[Recommender, str]:
     data, result = trained
     version = publish_model(redis_client, blobs, data, result, personal={})
-    store = ServingStore(redis_client)
-    return Recommender(store, PopularitySnapshot(), POLICY, scorer=ScorerCache(store, blobs)), version
+    return online_recommender(redis_client, blobs), version
 
 
 def known_user(trained: tuple[Dataset, FitResult]) -> str:
@@ -161,16 +170,13 @@ def test_online_lists_honour_the_genre_filter(
 
 
 def test_a_stale_precomputed_list_is_rescored_online(
-    redis_client: redis.Redis, aws_reset: str, trained: tuple[Dataset, FitResult]
+    redis_client: redis.Redis, blobs: BlobStore, trained: tuple[Dataset, FitResult]
 ) -> None:
-    boto3.client("s3").create_bucket(Bucket="artifacts")
-    blobs = BlobStore("artifacts")
     data, result = trained
     user = known_user(trained)
     info = catalogue(data)[7]
     publish_model(redis_client, blobs, data, result, {user: [Item(7, 0.9, *astuple(info))]})
-    store = ServingStore(redis_client)
-    recommender = Recommender(store, PopularitySnapshot(), POLICY, scorer=ScorerCache(store, blobs))
+    recommender = online_recommender(redis_client, blobs)
     assert recommender.recommend(user, k=1).tier is Tier.PERSONALIZED
 
     watch(redis_client, user, [11], time.time())  # newer than the publication's data cut-off
@@ -181,15 +187,12 @@ def test_a_stale_precomputed_list_is_rescored_online(
 
 
 def test_a_missing_artifact_means_no_model_and_popularity_answers(
-    redis_client: redis.Redis, aws_reset: str, trained: tuple[Dataset, FitResult]
+    redis_client: redis.Redis, blobs: BlobStore, trained: tuple[Dataset, FitResult]
 ) -> None:
-    boto3.client("s3").create_bucket(Bucket="artifacts")
-    blobs = BlobStore("artifacts")
     data, result = trained
     publish_model(redis_client, blobs, data, result, {})
     boto3.client("s3").delete_object(Bucket="artifacts", Key=f"models/{result.model_version}/model.npz")
-    store = ServingStore(redis_client)
-    recommender = Recommender(store, PopularitySnapshot(), POLICY, scorer=ScorerCache(store, blobs))
+    recommender = online_recommender(redis_client, blobs)
 
     answer = recommender.recommend(known_user(trained), k=3)
 

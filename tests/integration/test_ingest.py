@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymongo.monitoring
@@ -11,6 +14,7 @@ import pytest
 from infra.local.servers import MongoServer, RedisServer
 from movierec import keys
 from movierec.ingest.processor import handle_stream_event
+from movierec.observability import logger
 from tests.integration.ingest_harness import Harness, build_harness
 from tests.support import event_payload, kafka_event, kinesis_event, sequence_of
 
@@ -18,6 +22,37 @@ from tests.support import event_payload, kafka_event, kinesis_event, sequence_of
 @pytest.fixture
 def harness(mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset: str) -> Harness:
     return build_harness(mongo_uri, mongo_database_name, redis_url, aws_endpoint=aws_reset)
+
+
+LogLines = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    """The Powertools logger's JSON lines so far, with DEBUG on (as in an invocation sampled for debug)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    underlying = logging.getLogger(logger.name)  # the standard logger Powertools writes through
+    level = underlying.level
+    underlying.addHandler(handler)
+    underlying.setLevel(logging.DEBUG)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        underlying.removeHandler(handler)
+        underlying.setLevel(level)
+
+
+def outcomes(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(correlation id, message) of each per-event line."""
+    return [
+        (line["correlation_id"], line["message"]) for line in lines if line["message"].startswith("event ")
+    ]
+
+
+def event_ids(payloads: list[bytes]) -> list[str]:
+    return [json.loads(payload)["event_id"] for payload in payloads]
 
 
 def mixed_batch() -> list[bytes]:
@@ -97,6 +132,45 @@ def test_poison_records_are_dead_lettered_and_the_batch_succeeds(harness: Harnes
         assert parked[reason]["source"] == "kinesis"
     assert "rating" in parked["invalid_schema"]["detail"]
     assert harness.mongo["events"].count_documents({}) == 1
+    # The client's event_id, where the payload had a readable one, goes with the record for replay.
+    assert parked["invalid_schema"]["event_id"] == json.loads(poison["invalid_schema"])["event_id"]
+    assert parked["unknown_type"]["event_id"] == "x"
+    assert parked["undecodable"]["event_id"] is None
+    assert parked["oversize"]["event_id"] is None
+
+
+def test_each_event_logs_its_outcome_with_its_event_id_as_correlation_id(
+    harness: Harness, log_lines: LogLines
+) -> None:
+    batch = mixed_batch()
+    ids = event_ids(batch)
+
+    ingest(harness, kinesis_event(batch))
+    first = outcomes(log_lines())
+    ingest(harness, kinesis_event([*batch[:2], batch[0]]))
+    again = outcomes(log_lines())[len(first) :]
+
+    assert first == [(event_id, "event stored") for event_id in ids]
+    assert again == [
+        (ids[0], "event duplicate in batch"),
+        (ids[0], "event duplicate"),
+        (ids[1], "event duplicate"),
+    ]
+
+
+def test_a_poison_record_is_logged_under_the_event_id_it_carried(
+    harness: Harness, log_lines: LogLines
+) -> None:
+    invalid = event_payload("rating", 1, rating=9.0)
+
+    ingest(harness, kinesis_event([invalid, b"not json"]))
+
+    warnings = [line for line in log_lines() if line["message"] == "poison record"]
+    assert [(w.get("correlation_id"), w["reason"]) for w in warnings] == [
+        (event_ids([invalid])[0], "invalid_schema"),
+        (None, "undecodable"),
+    ]
+    assert all(w["level"] == "WARNING" for w in warnings)
 
 
 def test_kafka_batches_are_ingested_too(harness: Harness) -> None:
@@ -180,7 +254,12 @@ def test_mongodb_dying_mid_batch_loses_nothing_and_applies_nothing_twice(
 
 
 def test_redis_down_fails_the_batch_and_redelivery_completes_it(
-    disposable_redis: RedisServer, mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset: str
+    disposable_redis: RedisServer,
+    mongo_uri: str,
+    mongo_database_name: str,
+    redis_url: str,
+    aws_reset: str,
+    log_lines: LogLines,
 ) -> None:
     batch = kinesis_event(mixed_batch())
     expected = reference_state(
@@ -192,7 +271,9 @@ def test_redis_down_fails_the_batch_and_redelivery_completes_it(
     failed = ingest(harness, batch)
 
     assert failed == [sequence_of(batch, i) for i in range(10)]
-    assert harness.mongo["events"].count_documents({}) == 10, "MongoDB took the batch before Redis failed"
+    assert harness.mongo["events"].count_documents({}) == 10, "MongoDB took the batch while Redis was down"
+    retried = [line for line in outcomes(log_lines()) if line[1] == "event failed, will be retried"]
+    assert retried == [(event_id, "event failed, will be retried") for event_id in event_ids(mixed_batch())]
     disposable_redis.start()
     assert ingest(harness, batch) == []
     assert harness.state() == expected

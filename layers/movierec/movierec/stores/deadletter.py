@@ -31,6 +31,7 @@ class PoisonRecord:
     detail: str  # human-readable explanation
     payload: bytes
     metadata: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None  # the client's event_id, when the payload carried a readable one
 
 
 class DeadLetterError(Exception):
@@ -79,6 +80,7 @@ class DeadLetterQueue:
             "detail": record.detail[:2000],
             "source": record.source,
             "record_id": record.record_id,
+            "event_id": record.event_id,
             "metadata": record.metadata,
             "payload_bytes": len(record.payload),
             "payload_sha256": digest,

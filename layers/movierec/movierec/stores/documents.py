@@ -42,13 +42,17 @@ EVENTS = "events"
 USERS = "users"
 MOVIES = "movies"
 
+# Secondary indexes, each for a read the product needs; every index is paid for by every insert, so one
+# that no read needs is not kept (``events.occurred_at`` and ``users.last_seen`` were dropped for that reason:
+# 5-10% of a batch's MongoDB time on the local server, docs/benchmarks.md finding 5).
 _INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
     EVENTS: [
+        # One user's events in time order: what erasure and data-export requests look up.
         ("user_time", [("user_id", ASCENDING), ("occurred_at", ASCENDING)]),
-        ("time", [("occurred_at", ASCENDING)]),
+        # The training export: engagement types before a cutoff (training_source.read_dataset).
         ("type_time", [("type", ASCENDING), ("occurred_at", ASCENDING)]),
     ],
-    USERS: [("last_seen", [("last_seen", ASCENDING)])],
+    USERS: [],
     MOVIES: [],
 }
 
@@ -56,7 +60,11 @@ _INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
 @dataclass(frozen=True)
 class WriteOutcome:
     stored: int
-    duplicates: int
+    duplicate_ids: frozenset[str]  # events stored by an earlier delivery
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.duplicate_ids)
 
 
 class EventDocuments:
@@ -90,7 +98,8 @@ class EventDocuments:
             self._write_movies(movies)
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
-        return WriteOutcome(stored=len(events) - len(duplicates), duplicates=len(duplicates))
+        duplicate_ids = frozenset(str(events[index].event_id) for index in duplicates)
+        return WriteOutcome(stored=len(events) - len(duplicate_ids), duplicate_ids=duplicate_ids)
 
     def _write_users(self, events: Sequence[Event], profiles: Sequence[ProfileChange]) -> None:
         by_user = _events_by_user(events)

@@ -122,6 +122,20 @@ def test_a_precomputed_list_is_served_minus_what_was_watched_since(
     assert [f.reason for f in after.fallbacks if f.tier is Tier.PERSONALIZED] == ["stale"]
 
 
+def test_a_redis_node_that_lost_its_scripts_still_serves_the_cached_list(
+    redis_client: redis.Redis, blobs: BlobStore
+) -> None:
+    publish_version(redis_client, blobs, {"bo": items(5, 3, 1, 2)})
+    service = recommender(redis_client)
+    service.recommend("bo", k=2)
+    redis_client.script_flush()  # what a restarted or failed-over node has forgotten
+
+    result = service.recommend("bo", k=2)
+
+    assert (result.tier, [i.movie_id for i in result.items]) == (Tier.PERSONALIZED, [5, 3])
+    assert not result.fallbacks
+
+
 def test_a_list_too_short_for_k_falls_through_to_the_users_region(
     redis_client: redis.Redis, blobs: BlobStore
 ) -> None:
@@ -364,17 +378,21 @@ def test_after_a_redis_error_calls_fail_fast_for_a_second(
 
 def test_reconnect_rebuilds_the_client(redis_client: redis.Redis, redis_url: str, blobs: BlobStore) -> None:
     """What the SnapStart after-restore hook calls: a new client, so a rotated AUTH token is read."""
-    version = publish_version(redis_client, blobs)
+    version = publish_version(redis_client, blobs, {"bo": items(5, 3, 1, 2)})
     built: list[redis.Redis] = []
 
     def fresh_client() -> redis.Redis:
-        built.append(redis.Redis.from_url(redis_url))
+        built.append(redis.Redis.from_url(redis_url, client_name="after-restore"))
         return built[-1]
 
-    service = Recommender(
-        ServingStore(redis_client, reconnect_with=fresh_client), PopularitySnapshot(), POLICY
-    )
+    before = redis.Redis.from_url(redis_url, client_name="before-restore")
+    service = Recommender(ServingStore(before, reconnect_with=fresh_client), PopularitySnapshot(), POLICY)
+    service.recommend("bo", k=2)
     service.reconnect()
+    result = service.recommend("bo", k=2)
 
     assert len(built) == 1
-    assert service.published_version() == version
+    assert (result.tier, service.published_version()) == (Tier.PERSONALIZED, version)
+    connected = {c["name"] for c in redis_client.client_list()}
+    assert "after-restore" in connected
+    assert "before-restore" not in connected, "every read goes through the new client, the user's too"

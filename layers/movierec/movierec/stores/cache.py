@@ -1,8 +1,15 @@
-"""The Redis connection: one client per container, with short timeouts so a sick cache fails fast."""
+"""The Redis connection: one client per container, with short timeouts so a sick cache fails fast; and
+Lua scripts run by SHA-1."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import redis
+from redis.exceptions import NoScriptError
 
 from movierec.config import RedisSettings
 from movierec.stores.secrets import read_secret
@@ -19,3 +26,24 @@ def connect_redis(settings: RedisSettings, *, fresh_secret: bool = False) -> red
         health_check_interval=30,
         decode_responses=False,
     )
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    """A script sent by SHA-1 (``EVALSHA``): no ``SCRIPT EXISTS`` round trip first, as redis-py's
+    ``Script`` objects send in pipelines, and no client bound to it, so it follows a reconnect. A node
+    that lost it (restart, failover) answers NOSCRIPT; the caller loads it and runs the call again."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> LuaScript:
+        return cls(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
+
+    def __call__(self, client: redis.Redis, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            client.script_load(self.source)
+            return client.evalsha(self.sha, len(keys), *keys, *args)

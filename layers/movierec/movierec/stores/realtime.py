@@ -8,12 +8,11 @@ the first; a node that lost them (restart, failover) answers NOSCRIPT, and only 
 after loading them. Seen sets, recent items, profiles and the catalogue are idempotent and
 order-independent by construction; trending counts are guarded by each user's applied-events set, so a
 redelivered event never counts twice. If Redis fails between the two round trips, that batch's trending
-increments are skipped on redelivery (never doubled); the events themselves are safe in MongoDB.
+increments are skipped on redelivery (never doubled); the events themselves reach MongoDB with the batch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from redis.exceptions import NoScriptError
 from movierec import keys
 from movierec.errors import StoreUnavailableError
 from movierec.ingest.effects import Engagement, MovieChange, ProfileChange
+from movierec.stores.cache import LuaScript
 
 UNATTRIBUTED_CAP = 500
 """Engagements kept per user while their region is unknown (new users, before sign-up lands)."""
@@ -102,18 +102,8 @@ return 1
 
 
 @dataclass(frozen=True)
-class _Script:
-    source: str
-    sha: str
-
-    @classmethod
-    def of(cls, source: str) -> _Script:
-        return cls(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
-
-
-@dataclass(frozen=True)
 class _Call:
-    script: _Script
+    script: LuaScript
     keys: list[str]
     args: list[str | int | float]
 
@@ -135,9 +125,9 @@ class RealtimeState:
         self._redis = client
         self._recent_length = recent_length
         self._applied_ttl = applied_ttl_seconds
-        self._apply_engagements = _Script.of(_APPLY_ENGAGEMENTS % {"unattributed_cap": UNATTRIBUTED_CAP})
-        self._apply_profile = _Script.of(_APPLY_PROFILE)
-        self._apply_movie = _Script.of(_APPLY_MOVIE)
+        self._apply_engagements = LuaScript.of(_APPLY_ENGAGEMENTS % {"unattributed_cap": UNATTRIBUTED_CAP})
+        self._apply_profile = LuaScript.of(_APPLY_PROFILE)
+        self._apply_movie = LuaScript.of(_APPLY_MOVIE)
 
     def apply(
         self,

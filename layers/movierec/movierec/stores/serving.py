@@ -24,6 +24,7 @@ from movierec.publication import (
     decode_movie_info,
     encode_items,
 )
+from movierec.stores.cache import LuaScript
 
 VERSION_CACHE_SECONDS = 1.0
 RETIRED_CACHE_SECONDS = 1.0
@@ -58,7 +59,7 @@ class UserView:
     context: UserContext | None = None  # read along when no cached list looked usable
 
 
-_READ_USER = r"""
+_READ_USER = LuaScript.of(r"""
 -- KEYS: seen, stale, recent, profile[, recommendations, online].
 -- ARGV: recent_n, the lists' data cutoff, the largest seen set read whole when a cached list is usable.
 -- Returns {seen, stale, precomputed, online, recent, profile}. When no cached list looks usable (none,
@@ -100,7 +101,7 @@ for i = 1, #ids do
   if flags[i] == 1 then seen[#seen + 1] = ids[i] end
 end
 return {seen, stale, precomputed, online, false, false}
-"""
+""")
 
 
 class ServingStore:
@@ -117,7 +118,6 @@ class ServingStore:
         self._manifests: dict[str, Manifest] = {}
         self._retired: tuple[float, frozenset[int]] | None = None
         self._failed_at: float | None = None
-        self._read_user = client.register_script(_READ_USER)
 
     def reconnect(self) -> None:
         """Fresh connections (and a freshly read AUTH secret, when built with ``reconnect_with``)."""
@@ -154,7 +154,7 @@ class ServingStore:
                 keys.online_recommendations(version, user_id),
             ]
         args = [recent_n, repr(float(cutoff)), SEEN_READ_WHOLE]
-        reply = self._call(self._read_user, keys=user_keys, args=args)
+        reply = self._call(_READ_USER, self._redis, user_keys, args)
         seen_raw, stale_raw, precomputed_raw, online_raw, recent_raw, profile_raw = reply
         seen = frozenset(int(m) for m in seen_raw)
         return UserView(

@@ -14,13 +14,12 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from movierec.config import RecommendSettings
 from movierec.errors import StoreUnavailableError
-from movierec.observability import logger, metrics, tracer
+from movierec.observability import correlate_http_request, logger, metrics, tracer
 from movierec.recommend import api, hot_path
 from movierec.recommend.service import UnknownGenreError
 from movierec.recommend.wiring import build_recommender
@@ -155,7 +154,8 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[Any]:
     return Response(status_code=status.value, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context
+@correlate_http_request
 @tracer.capture_lambda_handler(capture_response=False)  # a user's recommendations stay out of traces
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import redis
 
 from infra.local.bootstrap import bootstrap
 from infra.local.runner import LocalApp
+from infra.local.servers import RedisServer
 from infra.local.template import DEFAULT_TEMPLATE
 from movierec import keys
 from movierec.publication import Item, MovieInfo
@@ -178,3 +179,22 @@ def test_each_request_records_its_tier_and_each_fallback_with_its_reason(
     assert reasons == {("personalized", "miss"), ("online", "no model"), ("regional_popular", "no segment")}
     assert sorted(request["fallbacks"]) == sorted(f"{tier}: {reason}" for tier, reason in reasons)
     assert set(request["tier_ms"]) >= {"personalized", "global_popular"}
+
+
+def test_an_answer_from_the_snapshot_records_its_tier_and_why(
+    disposable_redis: RedisServer, aws_reset: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bootstrap(aws_reset, DEFAULT_TEMPLATE)
+    api = LocalApp(
+        DEFAULT_TEMPLATE, environ={"REDIS_URL": disposable_redis.url, "AWS_ENDPOINT_URL": aws_reset}
+    )
+    disposable_redis.stop()
+    capsys.readouterr()
+
+    status, body = call(api, with_user(sample("http-recommendations", k="1"), "42"))
+
+    assert (status, body["degraded"]) == (200, True)
+    (request,) = [d for d in emitted_metrics(capsys.readouterr().err) if "ServedByTier" in d]
+    assert (request["tier"], request["ServedByTier"]) == ("snapshot", [1.0])
+    assert request["tier_ms"] == {"snapshot": 0.0}
+    assert request["fallbacks"] == ["personalized: store unavailable"]

@@ -12,15 +12,17 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import orjson
 
 FORMAT_VERSION = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
+    """One ranked movie. Immutable; a named tuple because every request builds ~10 to ~200 of them, and
+    a tuple is built in under half the time of a frozen dataclass (docs/benchmarks.md)."""
+
     movie_id: int
     score: float
     title: str

@@ -248,7 +248,7 @@ class Recommender:
             if served:
                 return run.result(served, version, Tier.GLOBAL_POPULAR)
         items = _filtered(self._snapshot.items, exclude, genre, k)
-        run.tier_ms[Tier.SNAPSHOT] = 0.0
+        run.tier_ms[Tier.SNAPSHOT.value] = 0.0
         return run.result(items, self._snapshot.version, Tier.SNAPSHOT)
 
     def _popular(

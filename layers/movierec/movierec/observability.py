@@ -19,7 +19,6 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import Ama
 METRIC_NAMESPACE = "MovieRec"
 
 
-
 class _OrjsonEMFProvider(AmazonCloudWatchEMFProvider):
     """Powertools' CloudWatch EMF provider, writing each document with orjson: ``json.dumps`` took
     ~6 us of every request, a fortieth of the cached recommendation path (docs/benchmarks.md)."""

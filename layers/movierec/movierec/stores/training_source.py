@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from pymongo.database import Database
 
 from movierec.data.dataset import UNKNOWN, Dataset, InteractionKind, Interactions, Movies, Users
@@ -75,8 +76,19 @@ def read_dataset(
         movie_index.setdefault(int(doc["_id"]), len(movie_index))
         metadata[int(doc["_id"])] = doc
 
-    user_ids = list(user_index)
-    movie_ids = list(movie_index)
+    # MongoDB returns documents in whatever order its plan yields (an index added or dropped changes
+    # it), and the model's initialisation and sampling follow row and id order: one canonical order, so
+    # the same events always make the same model.
+    user_ids = sorted(user_index)
+    movie_ids = sorted(movie_index)
+    user_rows = _canonical_rows(list(user_index), user_ids)
+    movie_rows = _canonical_rows(list(movie_index), movie_ids)
+    interaction_user = user_rows[np.frombuffer(users, dtype=np.int32)]
+    interaction_movie = movie_rows[np.frombuffer(movies, dtype=np.int32)]
+    value_column = np.frombuffer(values, dtype=np.float32)
+    time_column = np.frombuffer(times, dtype=np.int64)
+    kind_column = np.frombuffer(kinds, dtype=np.int8)
+    order = np.lexsort((value_column, kind_column, interaction_movie, interaction_user, time_column))
     # Age as of the cut-off year: what serving computes from the same birth year in that year.
     year = (cutoff or datetime.now(UTC)).year
     return Dataset(
@@ -96,13 +108,19 @@ def read_dataset(
             year=np.asarray([metadata.get(m, {}).get("year") or 0 for m in movie_ids], dtype=np.int16),
         ),
         interactions=Interactions(
-            user=np.frombuffer(users, dtype=np.int32).copy(),
-            movie=np.frombuffer(movies, dtype=np.int32).copy(),
-            value=np.frombuffer(values, dtype=np.float32).copy(),
-            timestamp=np.frombuffer(times, dtype=np.int64).copy(),
-            kind=np.frombuffer(kinds, dtype=np.int8).copy(),
+            user=interaction_user[order],
+            movie=interaction_movie[order],
+            value=value_column[order],
+            timestamp=time_column[order],
+            kind=kind_column[order],
         ),
     )
+
+
+def _canonical_rows(first_seen: list[Any], canonical: list[Any]) -> npt.NDArray[np.int32]:
+    """For each id's row in reading order, its row in the canonical order."""
+    row_of = {identifier: row for row, identifier in enumerate(canonical)}
+    return np.asarray([row_of[identifier] for identifier in first_seen], dtype=np.int32)
 
 
 def _age(birth_year: Any, year: int) -> int:

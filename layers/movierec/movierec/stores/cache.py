@@ -32,7 +32,8 @@ def connect_redis(settings: RedisSettings, *, fresh_secret: bool = False) -> red
 class LuaScript:
     """A script sent by SHA-1 (``EVALSHA``): no ``SCRIPT EXISTS`` round trip first, as redis-py's
     ``Script`` objects send in pipelines, and no client bound to it, so it follows a reconnect. A node
-    that lost it (restart, failover) answers NOSCRIPT; the caller loads it and runs the call again."""
+    that lost it (restart, failover) answers NOSCRIPT: a call loads it and runs again; a pipeline's
+    owner does the same for the calls that met it (stores/realtime.py)."""
 
     source: str
     sha: str

@@ -59,7 +59,6 @@ _INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
 
 @dataclass(frozen=True)
 class WriteOutcome:
-    stored: int
     duplicate_ids: frozenset[str]  # events stored by an earlier delivery
 
     @property
@@ -98,8 +97,7 @@ class EventDocuments:
             self._write_movies(movies)
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
-        duplicate_ids = frozenset(str(events[index].event_id) for index in duplicates)
-        return WriteOutcome(stored=len(events) - len(duplicate_ids), duplicate_ids=duplicate_ids)
+        return WriteOutcome(frozenset(str(events[index].event_id) for index in duplicates))
 
     def _write_users(self, events: Sequence[Event], profiles: Sequence[ProfileChange]) -> None:
         by_user = _events_by_user(events)

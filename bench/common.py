@@ -4,8 +4,8 @@ Rules every benchmark here follows (docs/benchmarks.md):
 
 * every figure is reported next to a baseline measured in the same process, in the same run, against
   the same server, so the machine's speed cancels out of the ratio;
-* the subject and its baseline are measured in interleaved rounds (with the order rotated each round),
-  so a noisy neighbour on a shared machine slows both rather than one;
+* the subject and its baseline are measured in interleaved rounds (in a fresh, seeded random order
+  each round), so a noisy neighbour on a shared machine slows both rather than one;
 * latencies are ``perf_counter_ns`` samples summarised as median (p50), p99 and mean, in milliseconds;
 * ``--json`` prints exactly one JSON object on stdout. Lambda handlers print EMF metrics and logs to
   stdout, so :func:`claim_stdout` moves file descriptor 1 to ``/dev/null`` for the whole run and hands
@@ -22,6 +22,7 @@ import json
 import math
 import os
 import pstats
+import random
 import sys
 import time
 from collections import Counter
@@ -136,15 +137,25 @@ def measure(action: Callable[[], object], *, samples: int, warmup: int = 0) -> l
 
 
 def interleave(
-    cases: Mapping[str, Callable[[], object]], *, samples: int, warmup: int = 0, block: int = 1
+    cases: Mapping[str, Callable[[], object]],
+    *,
+    samples: int,
+    warmup: int = 0,
+    block: int = 1,
+    seed: int = 0,
 ) -> dict[str, list[int]]:
-    """Time several actions in interleaved rounds: ``block`` calls of each per round, order rotated.
+    """Time several actions in interleaved rounds: ``block`` calls of each per round, in an order
+    shuffled afresh each round (seeded, so a run is repeatable).
 
-    Each case gets ``samples`` samples (rounded up to a whole block). Rotating the order means no case
-    always runs first (colder caches) or last (after the most garbage was made).
+    Each case gets ``samples`` samples (rounded up to a whole block). The first call of a block runs
+    colder than the rest, and how much colder depends on what ran just before it. A shuffled order gives
+    every case every neighbour: no case always runs first, last, or after the same other case. (A
+    rotated order, used until 2026-11-29, kept the cyclic order fixed: the personalized tier always ran
+    right after the bare Powertools resolver, the raw GET after global popularity; docs/benchmarks.md.)
     """
     if block < 1:
         raise ValueError("block must be at least 1")
+    order = random.Random(seed)
     names = list(cases)
     for name in names:
         for _ in range(warmup):
@@ -152,9 +163,9 @@ def interleave(
     gc.collect()
     results: dict[str, list[int]] = {name: [] for name in names}
     rounds = math.ceil(samples / block)
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
+    for _ in range(rounds):
+        order.shuffle(names)
+        for name in names:
             action = cases[name]
             bucket = results[name]
             for _ in range(block):

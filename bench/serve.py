@@ -595,7 +595,15 @@ def build_rig(servers: Servers, plan: Plan, work_dir: Path) -> Rig:
         raise RuntimeError("the serve benchmark stops Redis: it needs a Redis of its own")
     bucket = f"movierec-bench-{uuid.uuid4().hex[:8]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
-    setup_client = connect_redis(RecommendSettings(redis_url=servers.redis_url, artifact_bucket=bucket))
+    # The fixture's own writes (bulk pipelines), not the subject: the serving path's 50 ms socket timeout
+    # would fail a setup that a busy machine slows (seen once, "Timeout writing to socket").
+    setup_settings = RecommendSettings(
+        redis_url=servers.redis_url,
+        artifact_bucket=bucket,
+        redis_connect_timeout_ms=5_000,
+        redis_socket_timeout_ms=5_000,
+    )
+    setup_client = connect_redis(setup_settings)
     population = populate(setup_client, BlobStore(bucket), plan, work_dir)
     progress(f"published version {population.version}; importing the recommend function")
     app = load_app(

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from movierec.config import RecommendSettings
 from movierec.errors import StoreUnavailableError
-from movierec.observability import correlate_http_request, logger, metrics, tracer
+from movierec.observability import correlate_http_request, logger, metrics, trace_lambda_handler, tracer
 from movierec.recommend import api, hot_path
 from movierec.recommend.service import UnknownGenreError
 from movierec.recommend.wiring import build_recommender
@@ -156,7 +156,7 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[Any]:
 
 @logger.inject_lambda_context
 @correlate_http_request
-@tracer.capture_lambda_handler(capture_response=False)  # a user's recommendations stay out of traces
+@trace_lambda_handler  # a user's recommendations stay out of traces
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The hot route's plain case skips the resolver's per-request cost; everything else, errors

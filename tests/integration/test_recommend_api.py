@@ -168,13 +168,15 @@ def test_each_request_records_its_tier_and_each_fallback_with_its_reason(
     call(api, with_user(sample("http-recommendations", k="1"), "nobody"))
     fallback = emitted_metrics(capsys.readouterr().err)
 
-    (served,) = [d for d in hit if "ServedByTier" in d]
-    assert (served["tier"], served["ServedByTier"]) == ("personalized", [1.0])
+    # One latency sample per request: its count is the tier's request count on the dashboards.
+    (served,) = [d for d in hit if "TierLatencyMs" in d]
+    assert served["tier"] == "personalized"
+    assert len(served["TierLatencyMs"]) == 1
     assert served["TierLatencyMs"][0] > 0
     assert not [d for d in hit if "FallbackReason" in d]
-    (request,) = [d for d in fallback if "ServedByTier" in d]
+    (request,) = [d for d in fallback if "TierLatencyMs" in d]
     assert request["tier"] == "global_popular"
-    assert request["ServedByTier"] == [1.0]
+    assert len(request["TierLatencyMs"]) == 1
     reasons = {(d["from_tier"], d["reason"]) for d in fallback if "FallbackReason" in d}
     assert reasons == {("personalized", "miss"), ("online", "no model"), ("regional_popular", "no segment")}
     assert sorted(request["fallbacks"]) == sorted(f"{tier}: {reason}" for tier, reason in reasons)
@@ -194,7 +196,7 @@ def test_an_answer_from_the_snapshot_records_its_tier_and_why(
     status, body = call(api, with_user(sample("http-recommendations", k="1"), "42"))
 
     assert (status, body["degraded"]) == (200, True)
-    (request,) = [d for d in emitted_metrics(capsys.readouterr().err) if "ServedByTier" in d]
-    assert (request["tier"], request["ServedByTier"]) == ("snapshot", [1.0])
+    (request,) = [d for d in emitted_metrics(capsys.readouterr().err) if "TierLatencyMs" in d]
+    assert (request["tier"], request["TierLatencyMs"]) == ("snapshot", [0.0])
     assert request["tier_ms"] == {"snapshot": 0.0}
     assert request["fallbacks"] == ["personalized: store unavailable"]

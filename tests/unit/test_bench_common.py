@@ -70,15 +70,23 @@ def test_ratio_and_rate() -> None:
         per_second(1, 0)
 
 
-def test_interleave_gives_every_case_its_samples_in_rotating_order() -> None:
-    calls: list[str] = []
-    cases = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+def test_interleave_gives_every_case_its_samples_and_every_neighbour_in_a_repeatable_order() -> None:
+    def run(seed: int) -> list[str]:
+        calls: list[str] = []
+        cases = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+        samples = interleave(cases, samples=60, warmup=1, block=2, seed=seed)
+        assert {name: len(values) for name, values in samples.items()} == {"a": 60, "b": 60, "c": 60}
+        assert all(value >= 0 for values in samples.values() for value in values)
+        return calls[3:]  # after one warm-up call of each
 
-    samples = interleave(cases, samples=6, warmup=1, block=2)
-
-    assert {name: len(values) for name, values in samples.items()} == {"a": 6, "b": 6, "c": 6}
-    assert all(value >= 0 for values in samples.values() for value in values)
-    timed = calls[3:]  # after one warm-up call of each
+    timed = run(seed=0)
     rounds = [timed[i : i + 6] for i in range(0, len(timed), 6)]
-    assert [r[0] for r in rounds] == ["a", "b", "c"], "each round starts with the next case"
-    assert rounds[1] == ["b", "b", "c", "c", "a", "a"]
+    for calls in rounds:  # each round: every case once, as one block of two calls
+        assert sorted(calls[::2]) == ["a", "b", "c"]
+        assert calls[::2] == calls[1::2]
+    blocks = [calls[::2] for calls in rounds]
+    assert {order[0] for order in blocks} == {"a", "b", "c"}, "no case always runs first"
+    followers = {(order[i], order[i + 1]) for order in blocks for i in range(2)}
+    assert followers == {(x, y) for x in "abc" for y in "abc" if x != y}, "every case follows every other"
+    assert run(seed=0) == timed, "the same seed gives the same order"
+    assert run(seed=1) != timed

@@ -33,7 +33,6 @@ DIMENSIONS: dict[str, tuple[set[str], set[str]]] = {
     MetricName.TRANSIENT_FAILURES: ({"service"}, {"ingest"}),
     MetricName.WRITE_LATENCY_MS: ({"service"}, {"ingest"}),
     MetricName.ITERATOR_AGE_MS: ({"service"}, {"ingest"}),
-    MetricName.SERVED_BY_TIER: ({"service", "tier"}, {"recommend"}),
     MetricName.TIER_LATENCY_MS: ({"service", "tier"}, {"recommend"}),
     MetricName.FALLBACK: ({"service", "tier"}, {"recommend"}),
     MetricName.FALLBACK_REASON: ({"from_tier", "reason", "service"}, {"recommend"}),
@@ -315,7 +314,7 @@ def test_the_fallback_alarm_counts_every_tier(template: dict[str, Any]) -> None:
             metric = query["MetricStat"]["Metric"]
             dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
             tiers.setdefault(metric["MetricName"], set()).add(dimensions["tier"])
-    assert tiers == {"Fallback": set(Tier), "ServedByTier": set(Tier)}, "a new tier needs its two metrics"
+    assert tiers == {"Fallback": set(Tier), "TierLatencyMs": set(Tier)}, "a new tier needs its two metrics"
 
 
 def test_the_ingest_lag_alarm_watches_the_mapping_and_the_code(template: dict[str, Any]) -> None:

@@ -59,6 +59,21 @@ def correlate_http_request(
     return correlated
 
 
+def trace_lambda_handler(
+    handler: Callable[[Any, Any], Response],
+) -> Callable[[Any, Any], Response]:
+    """``tracer.capture_lambda_handler`` (the response left out of the trace) when tracing is on.
+
+    When it is off (outside Lambda, under SAM local, or ``POWERTOOLS_TRACE_DISABLED``), Powertools still
+    builds the X-Ray SDK's dummy segment and subsegment on every invocation: ~30 us of the cached
+    recommendation path's ~230 (docs/benchmarks.md). Whether tracing is on is settled when the Tracer is
+    created, once per container, so the handler is wrapped or not then too.
+    """
+    if tracer.disabled:
+        return handler
+    return tracer.capture_lambda_handler(handler, capture_response=False)
+
+
 class MetricName(StrEnum):
     """Every custom metric the code emits. Dashboards and alarms are checked against this list."""
 
@@ -71,8 +86,7 @@ class MetricName(StrEnum):
     WRITE_LATENCY_MS = "WriteLatencyMs"
     ITERATOR_AGE_MS = "IteratorAgeMs"
     # recommend
-    SERVED_BY_TIER = "ServedByTier"
-    TIER_LATENCY_MS = "TierLatencyMs"
+    TIER_LATENCY_MS = "TierLatencyMs"  # one sample per request, so its SampleCount counts requests per tier
     FALLBACK = "Fallback"
     FALLBACK_REASON = "FallbackReason"  # one per fallback, dimensions from_tier and reason
     COLD_START = "ColdStart"

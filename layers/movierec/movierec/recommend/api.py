@@ -89,11 +89,11 @@ def recommendation_document(result: Recommendations) -> dict[str, Any]:
 
 
 def record_metrics(result: Recommendations) -> None:
-    """One EMF document per request: the serving tier is its dimension. The cache hit rate is the
-    ``personalized`` share of ``ServedByTier`` (metric math on the dashboards), not a metric of its own:
-    every metric costs the hot path its share of the EMF flush."""
+    """One EMF document per request, its dimension the serving tier, and one metric in it:
+    ``TierLatencyMs``. Its ``SampleCount`` is the number of requests each tier served, and the cache hit
+    rate is the ``personalized`` share of that (metric math on the dashboards). A count of its own, or a
+    hit-rate metric, would cost the hot path its share of every flush (docs/benchmarks.md)."""
     metrics.add_dimension(name="tier", value=result.tier.value)
-    metrics.add_metric(name=MetricName.SERVED_BY_TIER, unit="Count", value=1)
     metrics.add_metric(
         name=MetricName.TIER_LATENCY_MS, unit="Milliseconds", value=sum(result.tier_ms.values())
     )

@@ -156,7 +156,7 @@ class ServingStore:
         args = [recent_n, repr(float(cutoff)), SEEN_READ_WHOLE]
         reply = self._call(_READ_USER, self._redis, user_keys, args)
         seen_raw, stale_raw, precomputed_raw, online_raw, recent_raw, profile_raw = reply
-        seen = frozenset(int(m) for m in seen_raw)
+        seen = frozenset(map(int, seen_raw))
         return UserView(
             precomputed=LazyItems(precomputed_raw) if precomputed_raw else None,
             online=LazyItems(online_raw) if online_raw else None,
@@ -172,7 +172,7 @@ class ServingStore:
         pipe.smembers(keys.seen(user_id))
         pipe.hgetall(keys.profile(user_id))
         recent_raw, seen_raw, profile_raw = self._call(pipe.execute)
-        return _context(recent_raw, frozenset(int(m) for m in seen_raw), profile_raw)
+        return _context(recent_raw, frozenset(map(int, seen_raw)), profile_raw)
 
     def popularity(self, version: str, segment: str) -> list[Item] | None:
         raw = self._call(self._redis.get, keys.popularity(version, segment))

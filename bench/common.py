@@ -155,7 +155,7 @@ def interleave(
     """
     if block < 1:
         raise ValueError("block must be at least 1")
-    order = random.Random(seed)
+    rng = random.Random(seed)
     names = list(cases)
     for name in names:
         for _ in range(warmup):
@@ -164,7 +164,7 @@ def interleave(
     results: dict[str, list[int]] = {name: [] for name in names}
     rounds = math.ceil(samples / block)
     for _ in range(rounds):
-        order.shuffle(names)
+        rng.shuffle(names)
         for name in names:
             action = cases[name]
             bucket = results[name]

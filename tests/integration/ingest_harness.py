@@ -18,6 +18,7 @@ from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from tests.support import BASE_TIME
 
 TRENDING = TrendingPolicy(bucket_seconds=3600, buckets_kept=24 * 365 * 10)  # keep test-era buckets
+MAX_CLOCK_SKEW_SECONDS = 300
 NOW = BASE_TIME.timestamp() + 400 * 86_400  # after every test event; TRENDING keeps them all "recent"
 
 
@@ -106,6 +107,7 @@ def build_harness(
         realtime=RealtimeState(cache, recent_length=5, applied_ttl_seconds=8 * 24 * 3600),
         dead_letters=DeadLetterQueue(queue_url, "movierec-test-artifacts", sqs=sqs, s3=s3),
         trending=TRENDING,
+        max_clock_skew_seconds=MAX_CLOCK_SKEW_SECONDS,
         clock=lambda: NOW,
     )
     return Harness(service, mongo[database], cache, queue_url)

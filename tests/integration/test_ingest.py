@@ -139,6 +139,49 @@ def test_poison_records_are_dead_lettered_and_the_batch_succeeds(harness: Harnes
     assert parked["oversize"]["event_id"] is None
 
 
+def test_payloads_that_crashed_the_function_are_dead_lettered_and_neighbours_applied_once(
+    harness: Harness,
+) -> None:
+    crashing = [
+        event_payload("rating", 1, type=["rating"]),
+        event_payload("rating", 2, type={"$gt": ""}),
+        event_payload("rating", 3, movie_id=7).replace(b": 7,", b": " + b"9" * 5000 + b","),
+        b"[" * 50_000,
+    ]
+    good = [event_payload("rating", 10 + n, user_id="u5", movie_id=20 + n) for n in range(3)]
+    batch = kinesis_event([good[0], *crashing[:2], good[1], *crashing[2:], good[2]])
+
+    assert ingest(harness, batch) == []
+    assert ingest(harness, batch) == []  # a redelivery applies nothing twice
+
+    reasons = sorted(message["reason"] for message in harness.dead_letters())
+    assert reasons == sorted(["unknown_type", "unknown_type", "too_complex", "too_complex"] * 2)
+    assert sorted(harness.mongo["events"].distinct("_id")) == sorted(event_ids(good))
+    user = harness.mongo["users"].find_one({"_id": "u5"})
+    assert user is not None
+    assert user["counts"] == {"rating": 3}
+    assert harness.redis.smembers(keys.seen("u5")) == {b"20", b"21", b"22"}
+
+
+def test_an_event_id_reused_by_a_different_body_in_one_batch_is_poison_and_the_first_body_stands(
+    harness: Harness,
+) -> None:
+    first = event_payload("rating", 1, user_id="u7", movie_id=5, rating=3.0)
+    reused = event_payload("rating", 1, user_id="u7", movie_id=6, rating=5.0)  # same event_id
+    assert ingest(harness, kinesis_event([first, reused, first])) == []
+
+    stored = harness.mongo["events"].find_one({"_id": event_ids([first])[0]})
+    assert stored is not None
+    assert (stored["movie_id"], stored["rating"]) == (5, 3.0)
+    assert harness.redis.smembers(keys.seen("u7")) == {b"5"}
+    user = harness.mongo["users"].find_one({"_id": "u7"})
+    assert user is not None
+    assert user["counts"] == {"rating": 1}
+    [parked] = harness.dead_letters()  # the exact repeat is a duplicate, not poison
+    assert parked["reason"] == "conflicting_event_id"
+    assert parked["event_id"] == event_ids([first])[0]
+
+
 def test_each_event_logs_its_outcome_with_its_event_id_as_correlation_id(
     harness: Harness, log_lines: LogLines
 ) -> None:

@@ -51,6 +51,12 @@ class IngestSettings(RedisSettings, MongoSettings):
     recent_list_length: int = Field(default=50, ge=1, le=1_000)
     trending_bucket_seconds: int = Field(default=3_600, ge=60, le=86_400)
     trending_buckets_kept: int = Field(default=48, ge=1, le=24 * 30)
+    max_clock_skew_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="How far occurred_at may lead the ingest clock; events further ahead are poison.",
+    )
     applied_marker_ttl_seconds: int = Field(
         default=8 * 24 * 3600,
         ge=3_600,

@@ -41,7 +41,8 @@ INTERACTION_TYPES = frozenset({EventType.RATING, EventType.WATCH, EventType.CLIC
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # NaN and infinities are no value of any field: rejected rather than let past range checks.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
 
     event_id: UUID = Field(description="Client-generated UUID; the idempotency key.")
     schema_version: Literal[1] = 1

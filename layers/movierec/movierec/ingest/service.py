@@ -2,8 +2,9 @@
 
 Outcomes per record:
 - valid and applied (or a harmless duplicate): success;
-- poison (undecodable, invalid, oversize, unknown type): parked on the dead-letter queue, success, so a
-  bad record never blocks its shard;
+- poison (undecodable, too complex, invalid, oversize, unknown type, dated in the future, or an event id
+  already used in this batch by a different body): parked on the dead-letter queue, success, so a bad
+  record never blocks its shard;
 - anything that failed for a transient reason (a store down, a timeout, the DLQ unreachable): reported
   as a failure so Lambda retries it. Every effect is idempotent, so the retry is safe.
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 from movierec.errors import StoreUnavailableError
 from movierec.events import Event
-from movierec.ingest.decode import StreamRecord, decode
+from movierec.ingest.decode import InputRules, StreamRecord, decode
 from movierec.ingest.effects import (
     Engagement,
     MovieChange,
@@ -62,6 +63,7 @@ class IngestService:
         realtime: RealtimeState,
         dead_letters: DeadLetterQueue,
         trending: TrendingPolicy,
+        max_clock_skew_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._documents = documents
@@ -69,6 +71,7 @@ class IngestService:
         self._dead_letters = dead_letters
         self._trending = trending
         self._clock = clock
+        self._max_clock_skew = max_clock_skew_seconds
         # One thread for the container's lifetime: Redis writes overlap MongoDB's (see the module docstring).
         self._realtime_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realtime")
 
@@ -79,12 +82,23 @@ class IngestService:
         if arrivals:
             result.iterator_age_ms = max(0.0, (now - min(arrivals)) * 1000)
 
+        rules = InputRules(now=now, max_future_seconds=self._max_clock_skew)
         events: list[Event] = []
         event_records: list[str] = []
         poison: list[PoisonRecord] = []
-        seen_ids: set[str] = set()
+        first_of_id: dict[str, Event] = {}
         for record in records:
-            decoded = decode(record)
+            decoded = decode(record, rules)
+            if not isinstance(decoded, PoisonRecord):
+                event_id = str(decoded.event_id)
+                first = first_of_id.setdefault(event_id, decoded)
+                if first is not decoded:
+                    if first == decoded:  # the same event twice in one batch: apply once
+                        result.duplicates += 1
+                        _log_event(event_id, record.record_id, "duplicate in batch")
+                        continue
+                    # The first body under an id is the event; a different one reusing it is not.
+                    decoded = _conflicting(record, event_id)
             if isinstance(decoded, PoisonRecord):
                 poison.append(decoded)
                 logger.warning(
@@ -97,12 +111,6 @@ class IngestService:
                     },
                 )
                 continue
-            event_id = str(decoded.event_id)
-            if event_id in seen_ids:  # the same event twice in one batch: apply once
-                result.duplicates += 1
-                _log_event(event_id, record.record_id, "duplicate in batch")
-                continue
-            seen_ids.add(event_id)
             events.append(decoded)
             event_records.append(record.record_id)
 
@@ -165,6 +173,18 @@ class IngestService:
         finally:
             # Waited for even when MongoDB failed: no write may outlive the invocation that made it.
             realtime.result()
+
+
+def _conflicting(record: StreamRecord, event_id: str) -> PoisonRecord:
+    return PoisonRecord(
+        record.record_id,
+        record.source,
+        "conflicting_event_id",
+        f"event_id {event_id} was already used in this batch by a different event",
+        record.payload,
+        record.metadata,
+        event_id,
+    )
 
 
 def _log_events(events: Sequence[Event], record_ids: Sequence[str], outcome: Callable[[str], str]) -> None:

@@ -21,4 +21,5 @@ def build_ingest_service(settings: IngestSettings) -> IngestService:
         ),
         dead_letters=DeadLetterQueue(settings.dead_letter_queue_url, settings.dead_letter_bucket),
         trending=TrendingPolicy(settings.trending_bucket_seconds, settings.trending_buckets_kept),
+        max_clock_skew_seconds=settings.max_clock_skew_seconds,
     )

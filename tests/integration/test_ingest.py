@@ -182,6 +182,25 @@ def test_an_event_id_reused_by_a_different_body_in_one_batch_is_poison_and_the_f
     assert parked["event_id"] == event_ids([first])[0]
 
 
+def test_an_event_id_reused_in_a_later_batch_is_poison_and_has_no_effect_anywhere(
+    harness: Harness,
+) -> None:
+    first = event_payload("rating", 1, user_id="u7", movie_id=5, rating=3.0)
+    reused = event_payload("rating", 1, user_id="u8", movie_id=6, rating=5.0)  # same id, other user
+    assert ingest(harness, kinesis_event([first])) == []
+    before = harness.state()
+
+    assert ingest(harness, kinesis_event([reused], first_sequence=2)) == []
+    assert ingest(harness, kinesis_event([first], first_sequence=3)) == []  # a plain redelivery
+
+    assert harness.state() == before
+    assert harness.mongo["users"].find_one({"_id": "u8"}) is None
+    assert harness.redis.smembers(keys.seen("u8")) == set()
+    [parked] = harness.dead_letters()
+    assert parked["reason"] == "conflicting_event_id"
+    assert "already stored" in parked["detail"]
+
+
 def test_each_event_logs_its_outcome_with_its_event_id_as_correlation_id(
     harness: Harness, log_lines: LogLines
 ) -> None:

@@ -32,16 +32,13 @@ from movierec.errors import StoreUnavailableError
 from movierec.events import Event
 from movierec.ingest.decode import InputRules, StreamRecord, decode
 from movierec.ingest.effects import (
-    Engagement,
-    MovieChange,
-    ProfileChange,
     engagement,
     movie_change,
     profile_change,
 )
 from movierec.observability import logger
 from movierec.stores.deadletter import DeadLetterError, DeadLetterQueue, PoisonRecord
-from movierec.stores.documents import EventDocuments, WriteOutcome
+from movierec.stores.documents import EventDocuments
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 
 
@@ -84,7 +81,7 @@ class IngestService:
 
         rules = InputRules(now=now, max_future_seconds=self._max_clock_skew)
         events: list[Event] = []
-        event_records: list[str] = []
+        event_records: list[StreamRecord] = []
         poison: list[PoisonRecord] = []
         first_of_id: dict[str, Event] = {}
         for record in records:
@@ -98,23 +95,13 @@ class IngestService:
                         _log_event(event_id, record.record_id, "duplicate in batch")
                         continue
                     # The first body under an id is the event; a different one reusing it is not.
-                    decoded = _conflicting(record, event_id)
+                    decoded = _conflicting(record, event_id, "in this batch")
             if isinstance(decoded, PoisonRecord):
                 poison.append(decoded)
-                logger.warning(
-                    "poison record",
-                    extra={
-                        "correlation_id": decoded.event_id,
-                        "record_id": record.record_id,
-                        "reason": decoded.reason,
-                        "detail": decoded.detail,
-                    },
-                )
                 continue
             events.append(decoded)
-            event_records.append(record.record_id)
+            event_records.append(record)
 
-        result.invalid = len(poison)
         self._park(poison, result)
         if events:
             self._apply(events, event_records, result, now)
@@ -123,6 +110,18 @@ class IngestService:
     def _park(self, poison: list[PoisonRecord], result: BatchResult) -> None:
         if not poison:
             return
+        for record in poison:
+            logger.warning(
+                "poison record",
+                extra={
+                    "correlation_id": record.event_id,
+                    "record_id": record.record_id,
+                    "reason": record.reason,
+                    "detail": record.detail,
+                },
+            )
+        result.invalid += len(poison)
+        failed: set[str] = set()
         try:
             self._dead_letters.send(poison)
         except DeadLetterError as error:
@@ -130,16 +129,32 @@ class IngestService:
                 "dead-letter queue unavailable; records will be retried",
                 extra={"count": len(error.failed_record_ids)},
             )
-            result.failed_record_ids |= error.failed_record_ids
-        result.dead_lettered = len(poison) - len(result.failed_record_ids)
+            failed = error.failed_record_ids
+        result.failed_record_ids |= failed
+        result.dead_lettered += len(poison) - len(failed)
 
-    def _apply(self, events: list[Event], record_ids: list[str], result: BatchResult, now: float) -> None:
-        profiles = [c for c in map(profile_change, events) if c is not None]
-        movies = [c for c in map(movie_change, events) if c is not None]
-        engagements = [e for e in map(engagement, events) if e is not None]
+    def _apply(
+        self, events: list[Event], records: list[StreamRecord], result: BatchResult, now: float
+    ) -> None:
+        record_ids = [r.record_id for r in records]
         started = time.perf_counter()
         try:
-            written = self._write_both_stores(events, profiles, movies, engagements, now)
+            # The raw events go first: the id index tells a redelivery (applied again, idempotently, so
+            # a store that missed it catches up) from an id reused by another event (poison, no effect).
+            stored = self._documents.store_events(events)
+            if stored.conflicting_ids:
+                kept = [i for i, e in enumerate(events) if str(e.event_id) not in stored.conflicting_ids]
+                self._park(
+                    [
+                        _conflicting(records[i], str(e.event_id), "by an event already stored")
+                        for i, e in enumerate(events)
+                        if str(e.event_id) in stored.conflicting_ids
+                    ],
+                    result,
+                )
+                events = [events[i] for i in kept]
+                record_ids = [record_ids[i] for i in kept]
+            self._apply_effects(events, now)
         except StoreUnavailableError as error:
             logger.warning(
                 "store unavailable; batch will be retried", extra={"error": str(error), "events": len(events)}
@@ -149,38 +164,35 @@ class IngestService:
             return
         finally:
             result.write_ms = (time.perf_counter() - started) * 1000
-        result.duplicates += written.duplicates
+        result.duplicates += stored.duplicates
         result.events_by_type.update(str(e.type) for e in events)
         _log_events(
             events,
             record_ids,
-            lambda event_id: "duplicate" if event_id in written.duplicate_ids else "stored",
+            lambda event_id: "duplicate" if event_id in stored.duplicate_ids else "stored",
         )
 
-    def _write_both_stores(
-        self,
-        events: list[Event],
-        profiles: list[ProfileChange],
-        movies: list[MovieChange],
-        engagements: list[Engagement],
-        now: float,
-    ) -> WriteOutcome:
+    def _apply_effects(self, events: list[Event], now: float) -> None:
+        """Redis and MongoDB's counters, profiles and movies at the same time: neither reads the other."""
+        profiles = [c for c in map(profile_change, events) if c is not None]
+        movies = [c for c in map(movie_change, events) if c is not None]
+        engagements = [e for e in map(engagement, events) if e is not None]
         realtime = self._realtime_writer.submit(
             self._realtime.apply, engagements, profiles, movies, self._trending, now
         )
         try:
-            return self._documents.write(events, profiles, movies)
+            self._documents.write_effects(events, profiles, movies)
         finally:
             # Waited for even when MongoDB failed: no write may outlive the invocation that made it.
             realtime.result()
 
 
-def _conflicting(record: StreamRecord, event_id: str) -> PoisonRecord:
+def _conflicting(record: StreamRecord, event_id: str, where: str) -> PoisonRecord:
     return PoisonRecord(
         record.record_id,
         record.source,
         "conflicting_event_id",
-        f"event_id {event_id} was already used in this batch by a different event",
+        f"event_id {event_id} is already used {where}, with a different body",
         record.payload,
         record.metadata,
         event_id,

@@ -22,14 +22,15 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any
 
-from pymongo import ASCENDING, DeleteOne, InsertOne, UpdateOne
+from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from movierec.errors import StoreUnavailableError
-from movierec.events import Event
+from movierec.events import Event, dump_event
 from movierec.ingest.effects import MovieChange, ProfileChange
 from movierec.stores.mongo import Document
 
@@ -57,9 +58,16 @@ _INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
 }
 
 
+BODY_DIGEST = "body_sha256"
+"""Field of a stored event: SHA-256 of its canonical wire form, to tell a redelivery (same body) from an
+event id reused by a different event. Events stored before the field existed have none; a repeat of
+one of those counts as a redelivery."""
+
+
 @dataclass(frozen=True)
-class WriteOutcome:
-    duplicate_ids: frozenset[str]  # events stored by an earlier delivery
+class StoredEvents:
+    duplicate_ids: frozenset[str]  # the same event, stored by an earlier delivery
+    conflicting_ids: frozenset[str]  # ids an earlier, different event already holds
 
     @property
     def duplicates(self) -> int:
@@ -82,22 +90,48 @@ class EventDocuments:
                 self._db[collection].create_index(keys, name=name)
         self._indexes_ready = True
 
-    def write(
-        self,
-        events: Sequence[Event],
-        profiles: Sequence[ProfileChange],
-        movies: Sequence[MovieChange],
-    ) -> WriteOutcome:
-        """Store a batch; raises StoreUnavailableError when MongoDB cannot take it (safe to retry whole)."""
+    def store_events(self, events: Sequence[Event]) -> StoredEvents:
+        """Insert the raw events first: the id index decides which are new, repeats or conflicts.
+
+        Raises StoreUnavailableError when MongoDB cannot take them (safe to retry whole)."""
         try:
             self.ensure_indexes()
             now = datetime.now(UTC)
-            duplicates = _bulk(self._db[EVENTS], [InsertOne(_event_document(e, now)) for e in events])
+            documents = [_event_document(e, now) for e in events]
+            repeated = _bulk(self._db[EVENTS], [InsertOne(d) for d in documents])
+            conflicts = self._conflicts({documents[i]["_id"]: documents[i][BODY_DIGEST] for i in repeated})
+        except PyMongoError as error:
+            raise StoreUnavailableError(f"MongoDB: {error}") from error
+        ids = frozenset(str(documents[i]["_id"]) for i in repeated)
+        return StoredEvents(duplicate_ids=ids - conflicts, conflicting_ids=conflicts)
+
+    def write_effects(
+        self, events: Sequence[Event], profiles: Sequence[ProfileChange], movies: Sequence[MovieChange]
+    ) -> None:
+        """User counters and profiles, movie metadata; idempotent. Raises StoreUnavailableError."""
+        try:
             self._write_users(events, profiles)
             self._write_movies(movies)
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
-        return WriteOutcome(frozenset(str(events[index].event_id) for index in duplicates))
+
+    def write(
+        self, events: Sequence[Event], profiles: Sequence[ProfileChange], movies: Sequence[MovieChange]
+    ) -> StoredEvents:
+        """Both steps in turn, for callers with no real-time side (fixtures, backfills)."""
+        stored = self.store_events(events)
+        accepted = [e for e in events if str(e.event_id) not in stored.conflicting_ids]
+        self.write_effects(accepted, profiles, movies)
+        return stored
+
+    def _conflicts(self, digests: dict[str, str]) -> frozenset[str]:
+        """Of ids that were already stored, those whose stored body differs from this delivery's."""
+        if not digests:
+            return frozenset()
+        stored = self._db[EVENTS].find({"_id": {"$in": list(digests)}}, {BODY_DIGEST: 1})
+        return frozenset(
+            str(d["_id"]) for d in stored if d.get(BODY_DIGEST, digests[d["_id"]]) != digests[d["_id"]]
+        )
 
     def _write_users(self, events: Sequence[Event], profiles: Sequence[ProfileChange]) -> None:
         by_user = _events_by_user(events)
@@ -122,10 +156,6 @@ class EventDocuments:
         retry = [op for index in sorted(rejected) for op in _movie_parts(movies[index])]
         _bulk(self._db[MOVIES], retry)
 
-    def forget(self, event_ids: Sequence[str]) -> None:
-        """Test and maintenance helper: remove raw events (for GDPR erasure and fixtures)."""
-        _bulk(self._db[EVENTS], [DeleteOne({"_id": event_id}) for event_id in event_ids])
-
 
 def _bulk(collection: Any, operations: Sequence[Any]) -> set[int]:
     """Run an unordered bulk write; return the indexes rejected as duplicates, raise anything else."""
@@ -147,6 +177,7 @@ def _event_document(event: Event, ingested_at: datetime) -> Document:
     document["_id"] = str(document.pop("event_id"))
     document["type"] = str(event.type)
     document["ingested_at"] = ingested_at
+    document[BODY_DIGEST] = sha256(dump_event(event)).hexdigest()
     return document
 
 

@@ -47,15 +47,32 @@ SIGNED_IN: list[dict[str, list[str]]] = [{"jwt": []}]
 
 
 def _responses(ok: type[BaseModel], *errors: HTTPStatus) -> dict[int, Any]:
-    """Documented responses: the success body, then the errors (each an ``ErrorBody``). Once a route
-    names any, Powertools documents only those, so the 200 is listed here too."""
+    """Documented responses: the success body, then the errors (each an ``ErrorBody``, but the 401: API
+    Gateway's JWT authorizer answers it, see ``UNAUTHORIZED``). Once a route names any, Powertools
+    documents only those, so the 200 is listed here too."""
     documented: dict[int, Any] = {200: {"description": "OK", "content": {"application/json": {"model": ok}}}}
     for code in errors:
         documented[code.value] = {
             "description": code.phrase,
             "content": {"application/json": {"model": api.ErrorBody}},
         }
+    if HTTPStatus.UNAUTHORIZED in errors:
+        documented[HTTPStatus.UNAUTHORIZED.value] = UNAUTHORIZED
     return documented
+
+
+UNAUTHORIZED: dict[str, Any] = {
+    "description": "No usable token: missing, malformed, expired, or not issued for this API. API Gateway's"
+    " JWT authorizer answers this, before the function runs; its www-authenticate header says why.",
+    "headers": {
+        "www-authenticate": {
+            "description": 'e.g. `Bearer scope="" error="invalid_token" error_description="the token has'
+            ' expired"`',
+            "schema": {"type": "string"},
+        }
+    },
+    "content": {"application/json": {"model": api.GatewayError}},
+}
 
 
 K = Annotated[int, Query(ge=1, le=api.MAX_K, description="How many movies to return.")]
@@ -108,7 +125,11 @@ def get_popular(
     summary="Movies similar to this one",
     security=SIGNED_IN,
     responses=_responses(
-        api.SimilarMovies, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND
+        api.SimilarMovies,
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.UNAUTHORIZED,
+        HTTPStatus.NOT_FOUND,
+        HTTPStatus.SERVICE_UNAVAILABLE,  # the store is down: similarity has no fallback
     ),
 )
 @tracer.capture_method
@@ -146,7 +167,23 @@ def unknown_movie(error: UnknownMovieError) -> Response[Any]:
 
 @app.exception_handler(UnauthorizedError)
 def unauthorized(_: UnauthorizedError) -> Response[Any]:
-    return _error(HTTPStatus.UNAUTHORIZED, "unauthorized", "a signed-in user is required")
+    """A token without a subject: answered as API Gateway's authorizer answers a bad token, so that
+    clients see one 401."""
+    return Response(
+        status_code=HTTPStatus.UNAUTHORIZED.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=api.GatewayError(message="Unauthorized").model_dump_json(),
+        headers={"www-authenticate": 'Bearer error="invalid_token" error_description="no subject"'},
+    )
+
+
+@app.exception_handler(StoreUnavailableError)
+def store_unavailable(error: StoreUnavailableError) -> Response[Any]:
+    """Any route the store's outage reaches (routes with a fallback never let it through)."""
+    logger.warning("store unavailable", extra={"error": str(error)})
+    return _error(
+        HTTPStatus.SERVICE_UNAVAILABLE, "service_unavailable", "the store is unavailable; retry later"
+    )
 
 
 def _error(status: HTTPStatus, code: str, message: str) -> Response[Any]:

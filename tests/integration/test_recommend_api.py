@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 import redis
 
 from infra.local.bootstrap import bootstrap
+from infra.local.host import HandlerError
 from infra.local.runner import LocalApp
 from infra.local.servers import RedisServer
 from infra.local.template import DEFAULT_TEMPLATE
@@ -106,11 +109,13 @@ def test_one_user_cannot_read_another_users_list(api: LocalApp) -> None:
     assert [m["movie_id"] for m in body["items"]] == [2]
 
 
-def test_no_identity_is_401(api: LocalApp) -> None:
-    status, body = call(api, sample("http-recommendations-anonymous"))
+def test_no_identity_is_401_as_the_jwt_authorizer_answers_it(api: LocalApp) -> None:
+    """A token without a subject gets what API Gateway's JWT authorizer sends for a bad token."""
+    response = api.invoke("RecommendFunction", sample("http-recommendations-anonymous"))
 
-    assert status == 401
-    assert body["error"] == "unauthorized"
+    assert response["statusCode"] == 401
+    assert json.loads(response["body"]) == {"message": "Unauthorized"}
+    assert response["headers"]["www-authenticate"].startswith("Bearer ")
 
 
 @pytest.mark.parametrize(
@@ -200,3 +205,95 @@ def test_an_answer_from_the_snapshot_records_its_tier_and_why(
     assert (request["tier"], request["TierLatencyMs"]) == ("snapshot", [0.0])
     assert request["tier_ms"] == {"snapshot": 0.0}
     assert request["fallbacks"] == ["personalized: store unavailable"]
+
+
+# ---- Redis down or silent: every route answers from a fallback, or 503 with a JSON body; never 500 ----
+
+ROUTES_WITHOUT_REDIS = [
+    # (request, status, what the body must say)
+    pytest.param(
+        lambda: with_user(sample("http-recommendations", k="1"), "42"),
+        200,
+        {"degraded": True},
+        id="recommendations",
+    ),
+    # from the in-process popularity cache, or from the snapshot: global popularity either way
+    pytest.param(lambda: sample("http-popular", k="2"), 200, {"source": "global_popular"}, id="popular"),
+    pytest.param(
+        lambda: with_path(sample("http-similar"), "1"), 503, {"error": "service_unavailable"}, id="similar"
+    ),
+    pytest.param(lambda: sample("http-health"), 200, {"status": "degraded"}, id="health"),
+]
+
+
+@pytest.fixture
+def silent_redis() -> Iterator[str]:
+    """A Redis URL whose server accepts connections and never answers: every command times out."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as server:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+
+
+def answer_without_500(api: LocalApp, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    try:
+        response = api.invoke("RecommendFunction", event)
+    except HandlerError as error:  # what API Gateway turns into a 500
+        pytest.fail(f"the handler raised (a 500 behind API Gateway): {error.payload}")
+    assert response["headers"]["Content-Type"] == "application/json"
+    return int(response["statusCode"]), json.loads(response["body"])
+
+
+@pytest.mark.parametrize(("request_", "status", "says"), ROUTES_WITHOUT_REDIS)
+def test_with_redis_down_each_route_falls_back_or_is_503(
+    disposable_redis: RedisServer, aws_reset: str, request_: Any, status: int, says: dict[str, Any]
+) -> None:
+    bootstrap(aws_reset, DEFAULT_TEMPLATE)
+    api = LocalApp(
+        DEFAULT_TEMPLATE, environ={"REDIS_URL": disposable_redis.url, "AWS_ENDPOINT_URL": aws_reset}
+    )
+    disposable_redis.stop()
+
+    for _ in range(2):  # the first failure, then the store's fail-fast
+        got, body = answer_without_500(api, request_())
+        assert got == status
+        assert body.items() >= says.items()
+        assert body["message"] if got == 503 else body
+
+
+@pytest.mark.parametrize(("request_", "status", "says"), ROUTES_WITHOUT_REDIS)
+def test_when_redis_goes_down_under_a_warm_container_no_route_is_500(
+    disposable_redis: RedisServer, aws_reset: str, request_: Any, status: int, says: dict[str, Any]
+) -> None:
+    """What the container cached (version, manifest, popularity) may still answer; the rest is a 503."""
+    resources = bootstrap(aws_reset, DEFAULT_TEMPLATE)
+    publish(
+        PublicationStore(redis.Redis.from_url(disposable_redis.url)),
+        BlobStore(resources.bucket_name, boto3.client("s3")),
+        {keys.GLOBAL_SEGMENT: [Item(1, 0.6, "Alien", ("Horror",), 1979)]},
+        iter([("42", [Item(1, 0.9, "Alien", ("Horror",), 1979)])]),
+        CATALOGUE,
+        data_cutoff=time.time(),
+        grace_seconds=60,
+    )
+    api = LocalApp(
+        DEFAULT_TEMPLATE, environ={"REDIS_URL": disposable_redis.url, "AWS_ENDPOINT_URL": aws_reset}
+    )
+    warm, _ = answer_without_500(api, request_())
+    disposable_redis.stop()
+
+    for _ in range(2):
+        got, body = answer_without_500(api, request_())
+        assert got in {warm, status}
+        assert body["error"] == "service_unavailable" if got == 503 else body
+
+
+@pytest.mark.parametrize(("request_", "status", "says"), ROUTES_WITHOUT_REDIS)
+def test_with_redis_timing_out_each_route_falls_back_or_is_503(
+    silent_redis: str, aws_reset: str, request_: Any, status: int, says: dict[str, Any]
+) -> None:
+    bootstrap(aws_reset, DEFAULT_TEMPLATE)
+    api = LocalApp(DEFAULT_TEMPLATE, environ={"REDIS_URL": silent_redis, "AWS_ENDPOINT_URL": aws_reset})
+
+    got, body = answer_without_500(api, request_())
+
+    assert got == status
+    assert body.items() >= says.items()

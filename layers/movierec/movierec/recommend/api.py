@@ -53,6 +53,12 @@ class ErrorBody(BaseModel):
     message: str
 
 
+class GatewayError(BaseModel):
+    """What API Gateway itself answers (its JWT authorizer's 401 is ``{"message": "Unauthorized"}``)."""
+
+    message: str
+
+
 def movie(item: Item) -> Movie:
     return Movie(
         movie_id=item.movie_id, title=item.title, genres=list(item.genres), year=item.year, score=item.score

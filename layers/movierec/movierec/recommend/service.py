@@ -8,7 +8,9 @@
 4. global_popular: the same for everyone;
 5. snapshot: global popularity held in memory, for when Redis is unreachable.
 
-Nothing here raises for a sick dependency: a failure is a fallback with a reason, counted in metrics.
+Nothing in the chain raises for a sick dependency: a failure is a fallback with a reason, counted in
+metrics. ``similar`` has no fallback (no similarity is held in memory): it lets ``StoreUnavailableError``
+through, and the API answers it with a 503.
 """
 
 from __future__ import annotations
@@ -145,7 +147,10 @@ class Recommender:
         return self._popular_chain(run, version, candidates, self._retired_quietly(run), k, genre)
 
     def similar(self, movie_id: int, k: int) -> list[Item] | None:
-        """Movies like this one, from the model's embeddings; None when the movie is unknown."""
+        """Movies like this one, from the model's embeddings; None when the movie is unknown.
+
+        Raises StoreUnavailableError when the store is down or times out: nothing could answer instead.
+        """
         version = self._store.current_version()
         scorer = self._scorer(version) if self._scorer and version else None
         if scorer is None:

@@ -1,0 +1,243 @@
+"""Replaying exhausted Kinesis batches from the event-source mapping's on-failure queue.
+
+When the mapping gives up on a batch (retries exhausted, or records older than the maximum age), it
+sends the on-failure destination a ``KinesisBatchInfo`` message: the shard and the first and last
+sequence numbers, never the data. A replay reads that range back from the stream (while it is within
+the stream's retention) and ingests it again, in chunks, through ``IngestService.ingest``. Ingest is
+idempotent, so records that did get through before are duplicates and change nothing.
+
+A message is done, and deleted, only when every one of its records was ingested (poison records count
+as ingested: ingest parks them on the dead-letter queue). Anything else stays in the queue for the next
+run: a transient store failure, or records that can no longer be read (then a person has to decide).
+Messages of another shape (the poison records sharing the queue) are left untouched.
+
+``python -m movierec.ingest.replay --queue-url URL [--max-messages N]`` runs it (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from movierec.errors import StoreUnavailableError
+from movierec.ingest.decode import StreamRecord
+from movierec.ingest.service import BatchResult
+from movierec.observability import logger
+from movierec.stores.failure_queue import FailureQueue, QueueMessage
+from movierec.stores.stream_reader import RecordsUnavailableError
+
+BatchHandler = Callable[[Sequence[StreamRecord]], BatchResult]
+DEFAULT_CHUNK = 100
+"""Records per ingest call: the size of the batches the mapping delivers (``IngestBatchSize``)."""
+DEFAULT_MAX_MESSAGES = 10
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class RequestContext(_Envelope):
+    request_id: str = Field(alias="requestId")
+    function_arn: str = Field(alias="functionArn")
+    condition: str
+    approximate_invoke_count: int = Field(alias="approximateInvokeCount")
+
+
+class ResponseContext(_Envelope):
+    status_code: int | None = Field(default=None, alias="statusCode")
+    executed_version: str | None = Field(default=None, alias="executedVersion")
+    function_error: str | None = Field(default=None, alias="functionError")
+
+
+class KinesisBatchInfo(_Envelope):
+    shard_id: str = Field(alias="shardId")
+    start_sequence_number: str = Field(alias="startSequenceNumber", pattern=r"^\d+$")
+    end_sequence_number: str = Field(alias="endSequenceNumber", pattern=r"^\d+$")
+    approximate_arrival_of_first_record: datetime | None = Field(
+        default=None, alias="approximateArrivalOfFirstRecord"
+    )
+    approximate_arrival_of_last_record: datetime | None = Field(
+        default=None, alias="approximateArrivalOfLastRecord"
+    )
+    batch_size: int = Field(alias="batchSize", ge=1)
+    stream_arn: str = Field(alias="streamArn")
+
+
+class BatchFailure(_Envelope):
+    """The on-failure message of a Kinesis event-source mapping (AWS's shape, as infra/local emulates)."""
+
+    request_context: RequestContext = Field(alias="requestContext")
+    response_context: ResponseContext = Field(alias="responseContext")
+    version: str = "1.0"
+    timestamp: datetime | None = None
+    batch: KinesisBatchInfo = Field(alias="KinesisBatchInfo")
+
+
+def parse_failure(body: str | bytes) -> BatchFailure | None:
+    """The message as a :class:`BatchFailure`, or None when it is not one (e.g. a poison record)."""
+    try:
+        return BatchFailure.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
+class RangeReader(Protocol):
+    def read(self, stream: str, shard_id: str, start: str, end: str) -> list[StreamRecord]: ...
+
+
+@dataclass
+class BatchReplay:
+    """What replaying one message did."""
+
+    failure: BatchFailure
+    records: int = 0
+    failed_records: int = 0
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.error is None and self.failed_records == 0
+
+
+def replay_batch(
+    failure: BatchFailure, reader: RangeReader, ingest: BatchHandler, *, chunk_size: int = DEFAULT_CHUNK
+) -> BatchReplay:
+    info = failure.batch
+    outcome = BatchReplay(failure)
+    try:
+        records = reader.read(
+            info.stream_arn, info.shard_id, info.start_sequence_number, info.end_sequence_number
+        )
+    except (RecordsUnavailableError, StoreUnavailableError) as error:
+        outcome.error = str(error)
+        logger.error(
+            "exhausted batch cannot be read back",
+            extra={"shard_id": info.shard_id, "start": info.start_sequence_number, "error": str(error)},
+        )
+        return outcome
+    if len(records) != info.batch_size:
+        logger.warning(
+            "replayed range size differs from the batch size",
+            extra={"shard_id": info.shard_id, "records": len(records), "batch_size": info.batch_size},
+        )
+    outcome.records = len(records)
+    for start in range(0, len(records), max(1, chunk_size)):
+        chunk = records[start : start + chunk_size]
+        result = ingest(chunk)
+        outcome.failed_records += len(result.failed_record_ids & {r.record_id for r in chunk})
+    return outcome
+
+
+def replay(
+    failures: Sequence[BatchFailure],
+    reader: RangeReader,
+    ingest: BatchHandler,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> list[BatchReplay]:
+    """Replays each message's range; each outcome says whether that message is done."""
+    return [replay_batch(f, reader, ingest, chunk_size=chunk_size) for f in failures]
+
+
+@dataclass
+class ReplaySummary:
+    messages_received: int = 0
+    messages_replayed: int = 0  # done and deleted
+    messages_left: int = 0  # exhausted batches still in the queue
+    messages_ignored: int = 0  # not an exhausted batch (poison records): left as they were
+    records: int = 0
+    failed_records: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "messages_received": self.messages_received,
+            "messages_replayed": self.messages_replayed,
+            "messages_left": self.messages_left,
+            "messages_ignored": self.messages_ignored,
+            "records": self.records,
+            "failed_records": self.failed_records,
+            "errors": self.errors,
+        }
+
+
+def replay_queue(
+    queue: FailureQueue,
+    reader: RangeReader,
+    ingest: BatchHandler,
+    *,
+    max_messages: int = DEFAULT_MAX_MESSAGES,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> ReplaySummary:
+    """Receive up to ``max_messages``, replay exhausted batches, delete the done ones, release the rest."""
+    summary = ReplaySummary()
+    messages = queue.receive(max_messages)
+    summary.messages_received = len(messages)
+    done: list[QueueMessage] = []
+    keep: list[QueueMessage] = []
+    try:
+        for message in messages:
+            failure = parse_failure(message.body)
+            if failure is None:
+                summary.messages_ignored += 1
+                keep.append(message)
+                continue
+            outcome = replay_batch(failure, reader, ingest, chunk_size=chunk_size)
+            summary.records += outcome.records
+            summary.failed_records += outcome.failed_records
+            if outcome.done:
+                done.append(message)
+                summary.messages_replayed += 1
+            else:
+                keep.append(message)
+                summary.messages_left += 1
+                info = failure.batch
+                summary.errors.append(
+                    f"{info.shard_id} {info.start_sequence_number}..{info.end_sequence_number}: "
+                    + (outcome.error or f"{outcome.failed_records} records failed, will be retried")
+                )
+    finally:
+        # Delete what is done even when a later message raised; the rest is visible again at once.
+        queue.delete(done)
+        queue.release(keep)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m movierec.ingest.replay",
+        description="Replay exhausted Kinesis batches from the ingest on-failure (dead-letter) queue.",
+    )
+    parser.add_argument("--queue-url", required=True, help="the SQS queue exhausted batches are sent to")
+    parser.add_argument("--max-messages", type=int, default=DEFAULT_MAX_MESSAGES, help="at most this many")
+    parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help="records per ingest call")
+    args = parser.parse_args(argv)
+    if args.max_messages < 1 or args.chunk_size < 1:
+        parser.error("--max-messages and --chunk-size must be at least 1")
+
+    # Imported here: building the service reads IngestSettings from the environment and connects.
+    from movierec.config import IngestSettings
+    from movierec.ingest.wiring import build_ingest_service
+    from movierec.stores.stream_reader import KinesisRangeReader
+
+    service = build_ingest_service(IngestSettings())
+    summary = replay_queue(
+        FailureQueue(args.queue_url),
+        KinesisRangeReader(),
+        service.ingest,
+        max_messages=args.max_messages,
+        chunk_size=args.chunk_size,
+    )
+    print(json.dumps(summary.as_dict(), indent=2))
+    return 1 if summary.messages_left else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

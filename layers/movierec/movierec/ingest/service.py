@@ -12,11 +12,12 @@ Log lines about one event carry its ``event_id`` as ``correlation_id``: a poison
 its payload had a readable id), and at DEBUG (or in an invocation Powertools samples for debug logging)
 one line per event with its outcome: stored, duplicate, or failed and to be retried.
 
-MongoDB and Redis are written at the same time: neither write reads the other's result, and each is
-idempotent on its own, so a batch that fails in either store is retried whole and the store that took it
-ignores the second copy. The batch then waits for the slower store instead of both in turn (about 4% of
-a 100-event batch, docs/benchmarks.md finding 5). While MongoDB is down, Redis keeps taking the batch's
-real-time effects (a watched movie stays excluded) and MongoDB gets the events on redelivery.
+The raw events are inserted first: MongoDB's id index is the one place that knows, across batches and
+shards, whether an event id is new, a redelivery of the same body, or reused by a different event (poison:
+it changes nothing anywhere). Then the effects of the accepted events go to Redis and to MongoDB's user
+and movie documents at the same time: neither reads the other's result and each is idempotent, so a
+batch that fails in either store is retried whole, redeliveries included, and a store that missed a
+delivery (Redis down while MongoDB took it) catches up on the retry or the replay.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pymongo
 import pymongo.monitoring
 import redis
 
-from movierec.ingest.service import IngestService
+from movierec.ingest.service import IngestService, StoreRetry
 from movierec.stores.deadletter import DeadLetterQueue
 from movierec.stores.documents import EventDocuments
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
@@ -19,6 +19,7 @@ from tests.support import BASE_TIME
 
 TRENDING = TrendingPolicy(bucket_seconds=3600, buckets_kept=24 * 365 * 10)  # keep test-era buckets
 MAX_CLOCK_SKEW_SECONDS = 300
+NO_RETRY = StoreRetry(budget_seconds=0)  # a store failure fails the batch at once, as most tests want
 NOW = BASE_TIME.timestamp() + 400 * 86_400  # after every test event; TRENDING keeps them all "recent"
 
 
@@ -87,6 +88,7 @@ def build_harness(
     *,
     aws_endpoint: str,
     mongo_listeners: list[pymongo.monitoring.CommandListener] | None = None,
+    store_retry: StoreRetry = NO_RETRY,
 ) -> Harness:
     del aws_endpoint  # the fixture has set AWS_ENDPOINT_URL for boto3
     s3 = boto3.client("s3")
@@ -108,6 +110,7 @@ def build_harness(
         dead_letters=DeadLetterQueue(queue_url, "movierec-test-artifacts", sqs=sqs, s3=s3),
         trending=TRENDING,
         max_clock_skew_seconds=MAX_CLOCK_SKEW_SECONDS,
+        store_retry=store_retry,
         clock=lambda: NOW,
     )
     return Harness(service, mongo[database], cache, queue_url)

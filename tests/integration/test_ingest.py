@@ -14,6 +14,7 @@ import pytest
 from infra.local.servers import MongoServer, RedisServer
 from movierec import keys
 from movierec.ingest.processor import handle_stream_event
+from movierec.ingest.service import StoreRetry
 from movierec.observability import logger
 from tests.integration.ingest_harness import Harness, build_harness
 from tests.support import event_payload, kafka_event, kinesis_event, sequence_of
@@ -313,6 +314,47 @@ def test_mongodb_dying_mid_batch_loses_nothing_and_applies_nothing_twice(
     assert harness.state() == expected
     assert ingest(harness, batch) == []
     assert harness.state() == expected
+
+
+@pytest.mark.parametrize("store", ["mongodb", "redis"])
+def test_a_store_restarted_during_the_backoff_costs_the_batch_nothing(
+    store: str,
+    disposable_mongo: MongoServer,
+    disposable_redis: RedisServer,
+    mongo_uri: str,
+    mongo_database_name: str,
+    redis_url: str,
+    aws_reset: str,
+) -> None:
+    batch = kinesis_event(mixed_batch())
+    expected = reference_state(
+        build_harness(mongo_uri, mongo_database_name, redis_url, aws_endpoint=aws_reset), batch
+    )
+    server: MongoServer | RedisServer = disposable_mongo if store == "mongodb" else disposable_redis
+    waits: list[float] = []
+
+    def restart_while_waiting(seconds: float) -> None:  # the backoff's wait, where the restart lands
+        waits.append(seconds)
+        if len(waits) == 2:
+            server.start()
+
+    harness = build_harness(
+        disposable_mongo.uri,
+        "backoff",
+        disposable_redis.url,
+        aws_endpoint=aws_reset,
+        store_retry=StoreRetry(budget_seconds=20, sleep=restart_while_waiting),
+    )
+    server.stop()
+
+    assert ingest(harness, batch) == [], "the batch rode out the restart inside one invocation"
+    assert waits == [0.25, 0.5]
+    assert harness.state() == expected
+
+
+def test_the_backoff_doubles_within_its_budget_and_then_fails_the_batch() -> None:
+    assert list(StoreRetry(budget_seconds=4).delays()) == [0.25, 0.5, 1.0, 2.0]
+    assert list(StoreRetry(budget_seconds=0).delays()) == []
 
 
 def test_redis_down_fails_the_batch_and_redelivery_completes_it(

@@ -57,6 +57,13 @@ class IngestSettings(RedisSettings, MongoSettings):
         le=7 * 24 * 3600,
         description="How far occurred_at may lead the ingest clock; events further ahead are poison.",
     )
+    store_retry_seconds: float = Field(
+        default=20,
+        ge=0,
+        le=600,
+        description="Backoff within one invocation while a store is down, before the batch is failed"
+        " back to the event-source mapping; keep it well under the function's timeout.",
+    )
     applied_marker_ttl_seconds: int = Field(
         default=8 * 24 * 3600,
         ge=3_600,

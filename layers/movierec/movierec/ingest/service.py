@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from movierec.errors import StoreUnavailableError
 from movierec.events import Event
@@ -41,6 +42,26 @@ from movierec.observability import logger
 from movierec.stores.deadletter import DeadLetterError, DeadLetterQueue, PoisonRecord
 from movierec.stores.documents import EventDocuments
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class StoreRetry:
+    """Backoff inside one invocation before a batch is handed back to the event-source mapping, whose
+    own retries come at once: long enough to ride out a store restart or a failover."""
+
+    budget_seconds: float
+    first_delay_seconds: float = 0.25
+    sleep: Callable[[float], None] = time.sleep
+
+    def delays(self) -> Iterator[float]:
+        """Doubling waits whose sum stays within the budget."""
+        delay, spent = self.first_delay_seconds, 0.0
+        while delay > 0 and spent + delay <= self.budget_seconds:
+            yield delay
+            spent += delay
+            delay *= 2
 
 
 @dataclass
@@ -62,6 +83,7 @@ class IngestService:
         dead_letters: DeadLetterQueue,
         trending: TrendingPolicy,
         max_clock_skew_seconds: float,
+        store_retry: StoreRetry,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._documents = documents
@@ -70,6 +92,7 @@ class IngestService:
         self._trending = trending
         self._clock = clock
         self._max_clock_skew = max_clock_skew_seconds
+        self._store_retry = store_retry
         # One thread for the container's lifetime: Redis writes overlap MongoDB's (see the module docstring).
         self._realtime_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="realtime")
 
@@ -142,7 +165,7 @@ class IngestService:
         try:
             # The raw events go first: the id index tells a redelivery (applied again, idempotently, so
             # a store that missed it catches up) from an id reused by another event (poison, no effect).
-            stored = self._documents.store_events(events)
+            stored = self._retrying(self._documents.store_events, events)
             if stored.conflicting_ids:
                 kept = [i for i, e in enumerate(events) if str(e.event_id) not in stored.conflicting_ids]
                 self._park(
@@ -155,7 +178,7 @@ class IngestService:
                 )
                 events = [events[i] for i in kept]
                 record_ids = [record_ids[i] for i in kept]
-            self._apply_effects(events, now)
+            self._retrying(self._apply_effects, events, now)
         except StoreUnavailableError as error:
             logger.warning(
                 "store unavailable; batch will be retried", extra={"error": str(error), "events": len(events)}
@@ -172,6 +195,16 @@ class IngestService:
             record_ids,
             lambda event_id: "duplicate" if event_id in stored.duplicate_ids else "stored",
         )
+
+    def _retrying(self, write: Callable[..., _T], *args: Any) -> _T:
+        """One idempotent write, retried with backoff; the last StoreUnavailableError is raised."""
+        for delay in self._store_retry.delays():
+            try:
+                return write(*args)
+            except StoreUnavailableError as error:
+                logger.info("store unavailable; retrying", extra={"error": str(error), "delay_s": delay})
+                self._store_retry.sleep(delay)
+        return write(*args)
 
     def _apply_effects(self, events: list[Event], now: float) -> None:
         """Redis and MongoDB's counters, profiles and movies at the same time: neither reads the other."""

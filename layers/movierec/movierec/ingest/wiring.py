@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from movierec.config import IngestSettings
-from movierec.ingest.service import IngestService
+from movierec.ingest.service import IngestService, StoreRetry
 from movierec.stores.cache import connect_redis
 from movierec.stores.deadletter import DeadLetterQueue
 from movierec.stores.documents import EventDocuments
@@ -22,4 +22,5 @@ def build_ingest_service(settings: IngestSettings) -> IngestService:
         dead_letters=DeadLetterQueue(settings.dead_letter_queue_url, settings.dead_letter_bucket),
         trending=TrendingPolicy(settings.trending_bucket_seconds, settings.trending_buckets_kept),
         max_clock_skew_seconds=settings.max_clock_skew_seconds,
+        store_retry=StoreRetry(settings.store_retry_seconds),
     )

@@ -161,6 +161,19 @@ def replay_until_empty(harness: Harness, kinesis: Any, sqs: Any) -> int:
     raise AssertionError("the on-failure queue never emptied")
 
 
+def drain_through_the_outage(
+    poller: KinesisPoller, listener: StopAfterInserts, function: FlakyFunction
+) -> None:
+    """Drains the stream while the store goes down and comes back: the doomed batches reach the queue."""
+    stats = poller.drain()
+    assert listener.remaining == 0, "the store was stopped during the drain"
+    assert function.restarted
+    assert (stats.batches_dead_lettered, stats.records_dead_lettered) == (
+        DOOMED_BATCHES,
+        DOOMED_BATCHES * BATCH,
+    )
+
+
 def stored_ids(harness: Harness) -> list[str]:
     return [str(doc["_id"]) for doc in harness.mongo["events"].find({}, {"_id": 1})]
 
@@ -190,14 +203,8 @@ def test_mongodb_stopped_mid_poll_loses_no_event_and_applies_none_twice(
     function = FlakyFunction(harness, DOOMED_BATCHES, disposable_mongo.start)
     poller = make_poller(harness, kinesis, sqs, function, tmp_path / "faulty")
 
-    stats = poller.drain()
+    drain_through_the_outage(poller, listener, function)
 
-    assert listener.remaining == 0
-    assert function.restarted
-    assert (stats.batches_dead_lettered, stats.records_dead_lettered) == (
-        DOOMED_BATCHES,
-        DOOMED_BATCHES * BATCH,
-    )
     stored = set(stored_ids(harness))
     # Batch 12's raw events reached MongoDB before the crash; the two batches after it did not.
     assert len(stored) == len(records) - (DOOMED_BATCHES - 1) * BATCH
@@ -240,14 +247,8 @@ def test_redis_stopped_mid_poll_converges_on_what_is_re_derivable(
     function = FlakyFunction(harness, DOOMED_BATCHES, disposable_redis.start)
     poller = make_poller(harness, kinesis, sqs, function, tmp_path / "faulty")
 
-    stats = poller.drain()
+    drain_through_the_outage(poller, listener, function)
 
-    assert listener.remaining == 0
-    assert function.restarted
-    assert (stats.batches_dead_lettered, stats.records_dead_lettered) == (
-        DOOMED_BATCHES,
-        DOOMED_BATCHES * BATCH,
-    )
     # MongoDB took every batch's raw events (it was up throughout); Redis failed three batches.
     assert len(stored_ids(harness)) == len(records)
     assert replay_until_empty(harness, kinesis, sqs) == DOOMED_BATCHES * BATCH

@@ -3,8 +3,8 @@
 Outcomes per record:
 - valid and applied (or a harmless duplicate): success;
 - poison (undecodable, too complex, invalid, oversize, unknown type, dated in the future, or an event id
-  already used in this batch by a different body): parked on the dead-letter queue, success, so a bad
-  record never blocks its shard;
+  already used, in this batch or by a stored event, with a different body): parked on the dead-letter
+  queue, success, so a bad record never blocks its shard;
 - anything that failed for a transient reason (a store down, a timeout, the DLQ unreachable): reported
   as a failure so Lambda retries it. Every effect is idempotent, so the retry is safe.
 
@@ -167,17 +167,17 @@ class IngestService:
             # a store that missed it catches up) from an id reused by another event (poison, no effect).
             stored = self._retrying(self._documents.store_events, events)
             if stored.conflicting_ids:
-                kept = [i for i, e in enumerate(events) if str(e.event_id) not in stored.conflicting_ids]
+                conflicts = [str(e.event_id) in stored.conflicting_ids for e in events]
                 self._park(
                     [
-                        _conflicting(records[i], str(e.event_id), "by an event already stored")
-                        for i, e in enumerate(events)
-                        if str(e.event_id) in stored.conflicting_ids
+                        _conflicting(record, str(event.event_id), "by an event already stored")
+                        for event, record, conflict in zip(events, records, conflicts, strict=True)
+                        if conflict
                     ],
                     result,
                 )
-                events = [events[i] for i in kept]
-                record_ids = [record_ids[i] for i in kept]
+                events = [e for e, conflict in zip(events, conflicts, strict=True) if not conflict]
+                record_ids = [r for r, conflict in zip(record_ids, conflicts, strict=True) if not conflict]
             self._retrying(self._apply_effects, events, now)
         except StoreUnavailableError as error:
             logger.warning(

@@ -34,7 +34,8 @@ def test_events_stored_in_any_order_read_as_the_same_dataset(
         database = client[f"{mongo_database_name}_{name}"]
         store = EventDocuments(database)
         for event in order:  # one statement each: the stored (natural) order follows
-            store.write([event], [], [])
+            store.store_events([event])
+            store.write_effects([event], [], [])
         datasets.append(read_dataset(database))
         client.drop_database(database.name)
 

@@ -115,15 +115,6 @@ class EventDocuments:
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
 
-    def write(
-        self, events: Sequence[Event], profiles: Sequence[ProfileChange], movies: Sequence[MovieChange]
-    ) -> StoredEvents:
-        """Both steps in turn, for callers with no real-time side (fixtures, backfills)."""
-        stored = self.store_events(events)
-        accepted = [e for e in events if str(e.event_id) not in stored.conflicting_ids]
-        self.write_effects(accepted, profiles, movies)
-        return stored
-
     def _conflicts(self, digests: dict[str, str]) -> frozenset[str]:
         """Of ids that were already stored, those whose stored body differs from this delivery's."""
         if not digests:

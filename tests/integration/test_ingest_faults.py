@@ -151,7 +151,9 @@ def replay_until_empty(harness: Harness, kinesis: Any, sqs: Any) -> int:
     replayed = 0
     for _ in range(10):
         summary = replay_queue(
-            FailureQueue(harness.queue_url, sqs), KinesisRangeReader(kinesis), harness.service.ingest
+            FailureQueue(harness.queue_url, sqs),
+            {"kinesis": KinesisRangeReader(kinesis)},
+            harness.service.ingest,
         )
         assert summary.errors == [], summary.as_dict()
         assert summary.messages_left == 0, summary.as_dict()

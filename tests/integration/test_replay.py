@@ -24,7 +24,7 @@ from movierec.ingest.service import BatchResult
 from movierec.stores import aws
 from movierec.stores.failure_queue import FailureQueue
 from movierec.stores.stream import KinesisStream
-from movierec.stores.stream_reader import KinesisRangeReader, RecordsUnavailableError
+from movierec.stores.stream_reader import KinesisRangeReader, RecordsUnavailableError, StreamRange
 from tests.integration.ingest_harness import Harness, build_harness
 from tests.support import event_payload
 
@@ -75,6 +75,12 @@ def put_events(kinesis: Any) -> list[tuple[bytes, str]]:
     records = seeded_events()
     assert KinesisStream(STREAM, kinesis, sleep=lambda _: None).put(records) == EVENTS
     return records
+
+
+def span_of(arn: str, shard_id: str, rows: Sequence[dict[str, Any]]) -> StreamRange:
+    """The range of ``rows`` (consecutive records of one shard), as an on-failure message names it."""
+    first, last = int(rows[0]["SequenceNumber"]), int(rows[-1]["SequenceNumber"])
+    return StreamRange("kinesis", arn, shard_id, first, last, size=len(rows))
 
 
 def shard_contents(kinesis: Any) -> dict[str, list[dict[str, Any]]]:
@@ -155,8 +161,8 @@ def test_a_chosen_range_is_replayed_exactly_once(harness: Harness, kinesis: Any,
     )
 
     queue = FailureQueue(harness.queue_url, sqs)
-    reader = KinesisRangeReader(kinesis, page_limit=25)  # several GetRecords pages per range
-    summary = replay_queue(queue, reader, harness.service.ingest, max_messages=5, chunk_size=50)
+    readers = {"kinesis": KinesisRangeReader(kinesis, page_limit=25)}  # several pages per range
+    summary = replay_queue(queue, readers, harness.service.ingest, max_messages=5, chunk_size=50)
 
     assert summary.as_dict() == {
         "messages_received": 2,
@@ -176,7 +182,7 @@ def test_a_chosen_range_is_replayed_exactly_once(harness: Harness, kinesis: Any,
     before = harness.state()
     failure = parse_failure(batch_info_message(stream_arn(kinesis), shard_id, chosen))
     assert isinstance(failure, BatchFailure)
-    (again,) = replay([failure], reader, harness.service.ingest, chunk_size=7)
+    (again,) = replay([failure], readers, harness.service.ingest, chunk_size=7)
     assert again.done
     assert again.records == len(chosen)
     assert harness.state() == before
@@ -217,7 +223,7 @@ def test_batches_the_mapping_gave_up_on_are_replayed(
     assert len(missing) == 50
 
     summary = replay_queue(
-        FailureQueue(harness.queue_url, sqs), KinesisRangeReader(kinesis), harness.service.ingest
+        FailureQueue(harness.queue_url, sqs), {"kinesis": KinesisRangeReader(kinesis)}, harness.service.ingest
     )
     assert (summary.messages_replayed, summary.messages_left, summary.records) == (1, 0, 50)
     stored = stored_event_ids(harness)
@@ -227,7 +233,9 @@ def test_batches_the_mapping_gave_up_on_are_replayed(
     before = harness.state()
     assert (
         replay_queue(
-            FailureQueue(harness.queue_url, sqs), KinesisRangeReader(kinesis), harness.service.ingest
+            FailureQueue(harness.queue_url, sqs),
+            {"kinesis": KinesisRangeReader(kinesis)},
+            harness.service.ingest,
         ).messages_received
         == 0
     )
@@ -258,14 +266,12 @@ def test_a_trimmed_range_raises_and_its_message_stays(harness: Harness, kinesis:
     trimmed = TrimmedKinesis(kinesis, horizon=int(rows[10]["SequenceNumber"]))
 
     with pytest.raises(RecordsUnavailableError, match="trimmed past retention"):
-        KinesisRangeReader(trimmed).read(
-            arn, shard_id, chosen[0]["SequenceNumber"], chosen[-1]["SequenceNumber"]
-        )
+        KinesisRangeReader(trimmed).read(span_of(arn, shard_id, chosen))
 
     message = batch_info_message(arn, shard_id, chosen)
     sqs.send_message(QueueUrl=harness.queue_url, MessageBody=message)
     summary = replay_queue(
-        FailureQueue(harness.queue_url, sqs), KinesisRangeReader(trimmed), harness.service.ingest
+        FailureQueue(harness.queue_url, sqs), {"kinesis": KinesisRangeReader(trimmed)}, harness.service.ingest
     )
     assert (summary.messages_replayed, summary.messages_left, summary.records) == (0, 1, 0)
     assert "no longer available" in summary.errors[0]
@@ -288,7 +294,7 @@ def test_a_deleted_stream_raises_and_the_cli_exits_non_zero(
     message = batch_info_message(arn, shard_id, rows[:10])
     kinesis.delete_stream(StreamName=STREAM)
     with pytest.raises(RecordsUnavailableError, match="ResourceNotFoundException"):
-        KinesisRangeReader(kinesis).read(arn, shard_id, rows[0]["SequenceNumber"], rows[9]["SequenceNumber"])
+        KinesisRangeReader(kinesis).read(span_of(arn, shard_id, rows[:10]))
 
     sqs.send_message(QueueUrl=harness.queue_url, MessageBody=message)
     monkeypatch.setenv("MONGODB_URI", mongo_uri)
@@ -310,9 +316,7 @@ def test_records_read_back_are_those_the_function_receives(harness: Harness, kin
     put_events(kinesis)
     shard_id, rows = next(iter(shard_contents(kinesis).items()))
     arn = stream_arn(kinesis)
-    read = KinesisRangeReader(kinesis).read(
-        arn, shard_id, rows[3]["SequenceNumber"], rows[12]["SequenceNumber"]
-    )
+    read = KinesisRangeReader(kinesis).read(span_of(arn, shard_id, rows[3:13]))
     event = kinesis_event(
         [LocalRecord.from_get_records(row) for row in rows[3:13]],
         shard_id=shard_id,

@@ -1,10 +1,12 @@
-"""Replaying exhausted Kinesis batches from the event-source mapping's on-failure queue.
+"""Replaying exhausted stream batches from the event-source mapping's on-failure queue.
 
-When the mapping gives up on a batch (retries exhausted, or records older than the maximum age), it
-sends the on-failure destination a ``KinesisBatchInfo`` message: the shard and the first and last
-sequence numbers, never the data. A replay reads that range back from the stream (while it is within
-the stream's retention) and ingests it again, in chunks, through ``IngestService.ingest``. Ingest is
-idempotent, so records that did get through before are duplicates and change nothing.
+When a mapping gives up on a batch (retries exhausted, or records older than the maximum age), it
+sends the on-failure destination a message that locates the batch but holds no data: a Kinesis
+mapping's ``KinesisBatchInfo`` names the shard and the first and last sequence numbers, an MSK or
+Kafka mapping's ``KafkaBatchInfo`` the topic, partition and first and last offsets. A replay reads that
+range back from the stream (while it is within the stream's retention) and ingests it again, in
+chunks, through ``IngestService.ingest``. Ingest is idempotent, so records that did get through before
+are duplicates and change nothing.
 
 A message is done, and deleted, only when every one of its records was ingested (poison records count
 as ingested: ingest parks them on the dead-letter queue). Anything else stays in the queue for the next
@@ -19,19 +21,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from movierec.errors import StoreUnavailableError
 from movierec.ingest.decode import StreamRecord
 from movierec.ingest.service import BatchResult
 from movierec.observability import logger
 from movierec.stores.failure_queue import FailureQueue, QueueMessage
-from movierec.stores.stream_reader import RecordsUnavailableError
+from movierec.stores.stream_reader import RecordsUnavailableError, StreamRange
 
 BatchHandler = Callable[[Sequence[StreamRecord]], BatchResult]
 DEFAULT_CHUNK = 100
@@ -69,15 +71,68 @@ class KinesisBatchInfo(_Envelope):
     batch_size: int = Field(alias="batchSize", ge=1)
     stream_arn: str = Field(alias="streamArn")
 
+    def span(self) -> StreamRange:
+        return StreamRange(
+            source="kinesis",
+            stream=self.stream_arn,
+            partition=self.shard_id,
+            first=int(self.start_sequence_number),
+            last=int(self.end_sequence_number),
+            size=self.batch_size,
+        )
+
+
+class KafkaBatchInfo(_Envelope):
+    batch_size: int = Field(alias="batchSize", ge=1)
+    topic: str = Field(min_length=1)
+    partition: int = Field(ge=0)
+    first_record_offset: int = Field(alias="firstRecordOffset", ge=0)
+    last_record_offset: int = Field(alias="lastRecordOffset", ge=0)
+    event_source_arn: str | None = Field(default=None, alias="eventSourceArn")
+    bootstrap_servers: str | None = Field(default=None, alias="bootstrapServers")
+    payload_size: int | None = Field(default=None, alias="payloadSize")
+
+    def span(self) -> StreamRange:
+        return StreamRange(
+            source="kafka",
+            stream=self.topic,
+            partition=str(self.partition),
+            first=self.first_record_offset,
+            last=self.last_record_offset,
+            size=self.batch_size,
+            servers=self.bootstrap_servers,
+            region=_arn_region(self.event_source_arn),
+        )
+
+
+def _arn_region(arn: str | None) -> str | None:
+    """``arn:aws:kafka:<region>:<account>:cluster/...`` -> region (MSK IAM tokens are per region)."""
+    parts = (arn or "").split(":")
+    return parts[3] or None if len(parts) > 3 and parts[0] == "arn" else None
+
 
 class BatchFailure(_Envelope):
-    """The on-failure message of a Kinesis event-source mapping (AWS's shape, as infra/local emulates)."""
+    """The on-failure message of a Kinesis or Kafka event-source mapping (AWS's shape, as infra/local
+    emulates for Kinesis): exactly one of the two batch infos."""
 
     request_context: RequestContext = Field(alias="requestContext")
     response_context: ResponseContext = Field(alias="responseContext")
     version: str = "1.0"
     timestamp: datetime | None = None
-    batch: KinesisBatchInfo = Field(alias="KinesisBatchInfo")
+    kinesis: KinesisBatchInfo | None = Field(default=None, alias="KinesisBatchInfo")
+    kafka: KafkaBatchInfo | None = Field(default=None, alias="KafkaBatchInfo")
+
+    @model_validator(mode="after")
+    def _one_batch(self) -> BatchFailure:
+        if (self.kinesis is None) == (self.kafka is None):
+            raise ValueError("expected exactly one of KinesisBatchInfo and KafkaBatchInfo")
+        return self
+
+    @property
+    def span(self) -> StreamRange:
+        info = self.kinesis or self.kafka
+        assert info is not None  # the validator guarantees one
+        return info.span()
 
 
 def parse_failure(body: str | bytes) -> BatchFailure | None:
@@ -89,7 +144,11 @@ def parse_failure(body: str | bytes) -> BatchFailure | None:
 
 
 class RangeReader(Protocol):
-    def read(self, stream: str, shard_id: str, start: str, end: str) -> list[StreamRecord]: ...
+    def read(self, span: StreamRange) -> list[StreamRecord]: ...
+
+
+Readers = Mapping[str, RangeReader]
+"""A reader per source ("kinesis", "kafka"), as :attr:`StreamRange.source` names them."""
 
 
 @dataclass
@@ -107,25 +166,25 @@ class BatchReplay:
 
 
 def replay_batch(
-    failure: BatchFailure, reader: RangeReader, ingest: BatchHandler, *, chunk_size: int = DEFAULT_CHUNK
+    failure: BatchFailure, readers: Readers, ingest: BatchHandler, *, chunk_size: int = DEFAULT_CHUNK
 ) -> BatchReplay:
-    info = failure.batch
+    span = failure.span
     outcome = BatchReplay(failure)
+    reader = readers.get(span.source)
     try:
-        records = reader.read(
-            info.stream_arn, info.shard_id, info.start_sequence_number, info.end_sequence_number
-        )
+        if reader is None:
+            raise StoreUnavailableError(f"no {span.source} reader configured (see --help)")
+        records = reader.read(span)
     except (RecordsUnavailableError, StoreUnavailableError) as error:
         outcome.error = str(error)
         logger.error(
-            "exhausted batch cannot be read back",
-            extra={"shard_id": info.shard_id, "start": info.start_sequence_number, "error": str(error)},
+            "exhausted batch cannot be read back", extra={"range": span.describe(), "error": str(error)}
         )
         return outcome
-    if len(records) != info.batch_size:
+    if len(records) != span.size:
         logger.warning(
             "replayed range size differs from the batch size",
-            extra={"shard_id": info.shard_id, "records": len(records), "batch_size": info.batch_size},
+            extra={"range": span.describe(), "records": len(records), "batch_size": span.size},
         )
     outcome.records = len(records)
     for start in range(0, len(records), max(1, chunk_size)):
@@ -137,13 +196,13 @@ def replay_batch(
 
 def replay(
     failures: Sequence[BatchFailure],
-    reader: RangeReader,
+    readers: Readers,
     ingest: BatchHandler,
     *,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> list[BatchReplay]:
     """Replays each message's range; each outcome says whether that message is done."""
-    return [replay_batch(f, reader, ingest, chunk_size=chunk_size) for f in failures]
+    return [replay_batch(f, readers, ingest, chunk_size=chunk_size) for f in failures]
 
 
 @dataclass
@@ -170,7 +229,7 @@ class ReplaySummary:
 
 def replay_queue(
     queue: FailureQueue,
-    reader: RangeReader,
+    readers: Readers,
     ingest: BatchHandler,
     *,
     max_messages: int = DEFAULT_MAX_MESSAGES,
@@ -189,7 +248,7 @@ def replay_queue(
                 summary.messages_ignored += 1
                 keep.append(message)
                 continue
-            outcome = replay_batch(failure, reader, ingest, chunk_size=chunk_size)
+            outcome = replay_batch(failure, readers, ingest, chunk_size=chunk_size)
             summary.records += outcome.records
             summary.failed_records += outcome.failed_records
             if outcome.done:
@@ -198,9 +257,8 @@ def replay_queue(
             else:
                 keep.append(message)
                 summary.messages_left += 1
-                info = failure.batch
                 summary.errors.append(
-                    f"{info.shard_id} {info.start_sequence_number}..{info.end_sequence_number}: "
+                    f"{failure.span.describe()}: "
                     + (outcome.error or f"{outcome.failed_records} records failed, will be retried")
                 )
     finally:
@@ -213,11 +271,20 @@ def replay_queue(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m movierec.ingest.replay",
-        description="Replay exhausted Kinesis batches from the ingest on-failure (dead-letter) queue.",
+        description="Replay exhausted Kinesis and MSK/Kafka batches from the ingest on-failure queue.",
     )
     parser.add_argument("--queue-url", required=True, help="the SQS queue exhausted batches are sent to")
     parser.add_argument("--max-messages", type=int, default=DEFAULT_MAX_MESSAGES, help="at most this many")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK, help="records per ingest call")
+    kafka = parser.add_argument_group("MSK / Kafka batches")
+    kafka.add_argument(
+        "--kafka-auth",
+        choices=["iam", "none"],
+        default="iam",
+        help="iam: MSK IAM over TLS, region from the message's cluster ARN (default); none: plaintext",
+    )
+    kafka.add_argument("--kafka-region", help="region for MSK IAM tokens, when the message names no ARN")
+    kafka.add_argument("--kafka-bootstrap-servers", help="instead of the servers the message names")
     args = parser.parse_args(argv)
     if args.max_messages < 1 or args.chunk_size < 1:
         parser.error("--max-messages and --chunk-size must be at least 1")
@@ -225,12 +292,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here: building the service reads IngestSettings from the environment and connects.
     from movierec.config import IngestSettings
     from movierec.ingest.wiring import build_ingest_service
+    from movierec.stores.kafka_reader import KafkaAccess, KafkaRangeReader
     from movierec.stores.stream_reader import KinesisRangeReader
 
+    access = KafkaAccess(
+        iam=args.kafka_auth == "iam",
+        iam_region=args.kafka_region,
+        security_protocol="SASL_SSL" if args.kafka_auth == "iam" else "PLAINTEXT",
+        bootstrap_servers=args.kafka_bootstrap_servers,
+    )
     service = build_ingest_service(IngestSettings())
     summary = replay_queue(
         FailureQueue(args.queue_url),
-        KinesisRangeReader(),
+        {"kinesis": KinesisRangeReader(), "kafka": KafkaRangeReader(access)},
         service.ingest,
         max_messages=args.max_messages,
         chunk_size=args.chunk_size,

@@ -1,5 +1,8 @@
 """Reading a range of one Kinesis shard back, as ingest received it: what replaying an exhausted batch needs.
 
+A :class:`StreamRange` names what an on-failure message points at, for either stream: a Kinesis shard
+between two sequence numbers, or a Kafka partition between two offsets (``stores.kafka_reader``).
+
 An exhausted batch's on-failure message carries only the shard and the first and last sequence numbers
 (never the data), so the records are read again from the stream with ``AT_SEQUENCE_NUMBER``. That works
 only while they are within the stream's retention; once trimmed, the read raises
@@ -10,8 +13,9 @@ Sequence numbers are compared as integers (they are decimal strings of varying l
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -28,15 +32,32 @@ _GONE_ERRORS = frozenset({"ResourceNotFoundException", "InvalidArgumentException
 """The stream or shard no longer exists, or the sequence number is not one of the shard's."""
 
 
+@dataclass(frozen=True)
+class StreamRange:
+    """Records ``first..last`` (both included) of one shard or partition, as an on-failure message says."""
+
+    source: Literal["kinesis", "kafka"]
+    stream: str  # the Kinesis stream (ARN or name), or the Kafka topic
+    partition: str  # the shard id, or the partition number
+    first: int  # sequence number, or offset
+    last: int
+    size: int  # records the mapping said the batch had
+    servers: str | None = None  # Kafka bootstrap servers, when the message names them
+    region: str | None = None  # of the MSK cluster, when the message names its ARN
+
+    def describe(self) -> str:
+        return f"{self.source} {self.stream} {self.partition} {self.first}..{self.last}"
+
+    def gone(self, reason: str) -> RecordsUnavailableError:
+        return RecordsUnavailableError(self, reason)
+
+
 class RecordsUnavailableError(Exception):
     """The range cannot be read back whole: trimmed past the stream's retention, or the stream is gone."""
 
-    def __init__(self, stream: str, shard_id: str, start: str, end: str, reason: str) -> None:
-        super().__init__(f"records {start}..{end} of {stream} {shard_id} are no longer available: {reason}")
-        self.stream = stream
-        self.shard_id = shard_id
-        self.start = start
-        self.end = end
+    def __init__(self, span: StreamRange, reason: str) -> None:
+        super().__init__(f"records {span.describe()} are no longer available: {reason}")
+        self.span = span
         self.reason = reason
 
 
@@ -54,27 +75,25 @@ class KinesisRangeReader:
         self.page_limit = max(1, min(page_limit, MAX_RECORDS_PER_CALL))
         self.max_empty_pages = max_empty_pages
 
-    def read(self, stream: str, shard_id: str, start: str, end: str) -> list[StreamRecord]:
-        """The records ``start..end`` of ``stream`` (an ARN or a name) and ``shard_id``, in order.
+    def read(self, span: StreamRange) -> list[StreamRecord]:
+        """The records of ``span`` (its stream an ARN or a name), in order.
 
         Raises :class:`RecordsUnavailableError` when any part of the range is gone, and
         ``StoreUnavailableError`` when Kinesis cannot be reached (retry later).
         """
-        first, last = int(start), int(end)
+        stream, first, last = span.stream, span.first, span.last
         if first > last:
-            raise ValueError(f"start sequence number {start} is after the end {end}")
+            raise ValueError(f"start sequence number {first} is after the end {last}")
         target = {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
-
-        def gone(reason: str) -> RecordsUnavailableError:
-            return RecordsUnavailableError(stream, shard_id, start, end, reason)
+        gone = span.gone
 
         iterator: str | None = self._call(
             gone,
             "get_shard_iterator",
             **target,
-            ShardId=shard_id,
+            ShardId=span.partition,
             ShardIteratorType="AT_SEQUENCE_NUMBER",
-            StartingSequenceNumber=start,
+            StartingSequenceNumber=str(first),
         )["ShardIterator"]
         records: list[StreamRecord] = []
         empty_pages = 0
@@ -135,4 +154,4 @@ def _epoch(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-__all__ = ["KinesisRangeReader", "RecordsUnavailableError"]
+__all__ = ["KinesisRangeReader", "RecordsUnavailableError", "StreamRange"]

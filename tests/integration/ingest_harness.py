@@ -11,6 +11,7 @@ import pymongo
 import pymongo.monitoring
 import redis
 
+from movierec.ingest.rebuild import RebuildSummary, rebuild_realtime
 from movierec.ingest.service import IngestService, StoreRetry
 from movierec.stores.deadletter import DeadLetterQueue
 from movierec.stores.documents import EventDocuments
@@ -21,6 +22,8 @@ TRENDING = TrendingPolicy(bucket_seconds=3600, buckets_kept=24 * 365 * 10)  # ke
 MAX_CLOCK_SKEW_SECONDS = 300
 NO_RETRY = StoreRetry(budget_seconds=0)  # a store failure fails the batch at once, as most tests want
 NOW = BASE_TIME.timestamp() + 400 * 86_400  # after every test event; TRENDING keeps them all "recent"
+RECENT_LENGTH = 5
+APPLIED_TTL_SECONDS = 8 * 24 * 3600
 
 
 @dataclass
@@ -43,6 +46,12 @@ class Harness:
                 QueueUrl=self.queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
             )
+
+    def rebuild_realtime(self, **options: Any) -> RebuildSummary:
+        """Redis's state re-derived from MongoDB's events, with the parts and clock ingest uses here."""
+        return rebuild_realtime(
+            EventDocuments(self.mongo), realtime_state(self.redis), TRENDING, clock=lambda: NOW, **options
+        )
 
     def trending(self, segment: str) -> dict[bytes, float]:
         """Counts summed over every time bucket of a segment."""
@@ -81,6 +90,10 @@ class Harness:
         return {"users": users, "movies": movies, "events": events, "cache": cache}
 
 
+def realtime_state(cache: redis.Redis) -> RealtimeState:
+    return RealtimeState(cache, recent_length=RECENT_LENGTH, applied_ttl_seconds=APPLIED_TTL_SECONDS)
+
+
 def build_harness(
     mongo_uri: str,
     database: str,
@@ -106,7 +119,7 @@ def build_harness(
     cache.flushall()  # a harness starts from empty stores
     service = IngestService(
         documents=EventDocuments(mongo[database]),
-        realtime=RealtimeState(cache, recent_length=5, applied_ttl_seconds=8 * 24 * 3600),
+        realtime=realtime_state(cache),
         dead_letters=DeadLetterQueue(queue_url, "movierec-test-artifacts", sqs=sqs, s3=s3),
         trending=TRENDING,
         max_clock_skew_seconds=MAX_CLOCK_SKEW_SECONDS,

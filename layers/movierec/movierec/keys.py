@@ -94,6 +94,16 @@ def applied_events(user_id: str) -> str:
     return f"{PREFIX}:u:{{{user_id}}}:applied"
 
 
+COUNTING_STATE_PATTERNS = (
+    f"{PREFIX}:u:*:applied",
+    f"{PREFIX}:u:*:unattributed",
+    f"{PREFIX}:trend:*",
+)
+"""SCAN patterns of the keys that together count each engagement once in trending: the applied markers,
+the engagements waiting for a region, and the trending buckets. A rebuild that recounts trending drops
+all three together (``RealtimeState.forget_counts``)."""
+
+
 # --- trending -----------------------------------------------------------------------------------------
 
 

@@ -6,8 +6,10 @@ version), except counters, which the stores guard with per-event "applied" marke
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
+from typing import get_args
 
 from movierec.events import (
     AddToListEvent,
@@ -22,6 +24,17 @@ from movierec.events import (
 )
 
 PROFILE_FIELDS = ("region", "country", "locale", "birth_year")
+
+PROFILE_EVENTS = (SignupEvent, ProfileEvent)
+MOVIE_EVENTS = (MovieUpsertEvent, MovieRetireEvent)
+ENGAGEMENT_EVENTS = (RatingEvent, WatchEvent, ClickEvent, AddToListEvent)
+"""The events that change real-time state, by the effect they have. Other types (search, impression)
+are stored but change no state."""
+
+
+def type_names(event_classes: Sequence[type[Event]]) -> tuple[str, ...]:
+    """The wire ``type`` of each event class (its ``Literal``), as MongoDB stores it."""
+    return tuple(str(get_args(cls.model_fields["type"].annotation)[0]) for cls in event_classes)
 
 
 def version_of(event: Event) -> str:
@@ -63,12 +76,8 @@ class Engagement:
     kind: str
 
 
-def user_of(event: Event) -> str | None:
-    return getattr(event, "user_id", None)
-
-
 def profile_change(event: Event) -> ProfileChange | None:
-    if not isinstance(event, SignupEvent | ProfileEvent):
+    if not isinstance(event, PROFILE_EVENTS):
         return None
     fields: dict[str, str | int] = {}
     for name in PROFILE_FIELDS:
@@ -96,8 +105,25 @@ def movie_change(event: Event) -> MovieChange | None:
 
 
 def engagement(event: Event) -> Engagement | None:
-    if not isinstance(event, RatingEvent | WatchEvent | ClickEvent | AddToListEvent):
+    if not isinstance(event, ENGAGEMENT_EVENTS):
         return None
     return Engagement(
         str(event.event_id), event.user_id, event.movie_id, event.occurred_at.timestamp(), event.type
     )
+
+
+@dataclass(frozen=True)
+class RealtimeChanges:
+    """What a list of events changes in real-time state, in the form the stores apply."""
+
+    engagements: list[Engagement]
+    profiles: list[ProfileChange]
+    movies: list[MovieChange]
+
+    @classmethod
+    def of(cls, events: Sequence[Event]) -> RealtimeChanges:
+        return cls(
+            engagements=[e for e in map(engagement, events) if e is not None],
+            profiles=[c for c in map(profile_change, events) if c is not None],
+            movies=[c for c in map(movie_change, events) if c is not None],
+        )

@@ -33,11 +33,7 @@ from typing import Any, TypeVar
 from movierec.errors import StoreUnavailableError
 from movierec.events import Event
 from movierec.ingest.decode import InputRules, StreamRecord, decode
-from movierec.ingest.effects import (
-    engagement,
-    movie_change,
-    profile_change,
-)
+from movierec.ingest.effects import RealtimeChanges
 from movierec.observability import logger
 from movierec.stores.deadletter import DeadLetterError, DeadLetterQueue, PoisonRecord
 from movierec.stores.documents import EventDocuments
@@ -208,14 +204,12 @@ class IngestService:
 
     def _apply_effects(self, events: list[Event], now: float) -> None:
         """Redis and MongoDB's counters, profiles and movies at the same time: neither reads the other."""
-        profiles = [c for c in map(profile_change, events) if c is not None]
-        movies = [c for c in map(movie_change, events) if c is not None]
-        engagements = [e for e in map(engagement, events) if e is not None]
+        changes = RealtimeChanges.of(events)
         realtime = self._realtime_writer.submit(
-            self._realtime.apply, engagements, profiles, movies, self._trending, now
+            self._realtime.apply, changes.engagements, changes.profiles, changes.movies, self._trending, now
         )
         try:
-            self._documents.write_effects(events, profiles, movies)
+            self._documents.write_effects(events, changes.profiles, changes.movies)
         finally:
             # Waited for even when MongoDB failed: no write may outlive the invocation that made it.
             realtime.result()

@@ -19,18 +19,19 @@ are used: Amazon DocumentDB rejects updates written as aggregation pipelines.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
 
+from pydantic import ValidationError
 from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from movierec.errors import StoreUnavailableError
-from movierec.events import Event, dump_event
+from movierec.events import EVENT_ADAPTER, Event, dump_event
 from movierec.ingest.effects import MovieChange, ProfileChange
 from movierec.stores.mongo import Document
 
@@ -62,6 +63,14 @@ BODY_DIGEST = "body_sha256"
 """Field of a stored event: SHA-256 of its canonical wire form, to tell a redelivery (same body) from an
 event id reused by a different event. Events stored before the field existed have none; a repeat of
 one of those counts as a redelivery."""
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """Stored events read back, and how many stored documents no longer validate as an event."""
+
+    events: list[Event]
+    unreadable: int
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,27 @@ class EventDocuments:
         try:
             self._write_users(events, profiles)
             self._write_movies(movies)
+        except PyMongoError as error:
+            raise StoreUnavailableError(f"MongoDB: {error}") from error
+
+    def read_events(
+        self, types: Sequence[str], *, since: datetime | None = None, page_size: int = 1_000
+    ) -> Iterator[EventPage]:
+        """Stored events of ``types`` (occurred at or after ``since``), a page at a time, by the
+        ``type_time`` index; memory stays bounded by the page. Raises StoreUnavailableError."""
+        query: dict[str, Any] = {"type": {"$in": list(types)}}
+        if since is not None:
+            query["occurred_at"] = {"$gte": since}
+        try:
+            cursor = self._db[EVENTS].find(query, batch_size=page_size)
+            page: list[Document] = []
+            for document in cursor:
+                page.append(document)
+                if len(page) >= page_size:
+                    yield _event_page(page)
+                    page = []
+            if page:
+                yield _event_page(page)
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
 
@@ -170,6 +200,26 @@ def _event_document(event: Event, ingested_at: datetime) -> Document:
     document["ingested_at"] = ingested_at
     document[BODY_DIGEST] = sha256(dump_event(event)).hexdigest()
     return document
+
+
+_BOOKKEEPING = ("_id", "ingested_at", BODY_DIGEST)
+
+
+def _stored_event(document: Document) -> Event:
+    """The event a document of ``events`` holds: :func:`_event_document` undone (times at MongoDB's
+    millisecond precision)."""
+    fields = {k: v for k, v in document.items() if k not in _BOOKKEEPING}
+    return EVENT_ADAPTER.validate_python({**fields, "event_id": document["_id"]})
+
+
+def _event_page(documents: Sequence[Document]) -> EventPage:
+    events: list[Event] = []
+    for document in documents:
+        try:
+            events.append(_stored_event(document))
+        except ValidationError:
+            continue  # stored under an older schema: counted, never fatal to a rebuild
+    return EventPage(events, unreadable=len(documents) - len(events))
 
 
 def _events_by_user(events: Sequence[Event]) -> dict[str, list[Event]]:

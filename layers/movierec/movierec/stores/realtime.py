@@ -143,6 +143,33 @@ class RealtimeState:
         except redis.RedisError as error:
             raise StoreUnavailableError(f"Redis: {error}") from error
 
+    def forget_counts(self, scan_count: int = 1_000) -> int:
+        """Delete the trending buckets with the applied markers and waiting engagements that guard them,
+        so that applying every stored event again counts each exactly once; returns the keys deleted.
+        Raises StoreUnavailableError."""
+        deleted = 0
+        try:
+            for pattern in keys.COUNTING_STATE_PATTERNS:
+                batch: list[Any] = []
+                for key in self._redis.scan_iter(match=pattern, count=scan_count):
+                    batch.append(key)
+                    if len(batch) >= scan_count:
+                        deleted += self._unlink(batch)
+                        batch = []
+                deleted += self._unlink(batch)
+        except redis.RedisError as error:
+            raise StoreUnavailableError(f"Redis: {error}") from error
+        return deleted
+
+    def _unlink(self, names: list[Any]) -> int:
+        # One key per call: in cluster mode the keys of a batch live in different slots.
+        if not names:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for name in names:
+            pipe.unlink(name)
+        return sum(int(n) for n in pipe.execute())
+
     def _apply(
         self,
         engagements: Sequence[Engagement],

@@ -1,16 +1,14 @@
 """API Gateway HTTP API, emulated: route matching, the JWT authorizer, payload format 2.0 both ways.
 
-Locally the JWT's signature, issuer and audience are NOT verified: the token is decoded, ``exp``/``nbf``
-are checked and the claims are handed to the function exactly where API Gateway puts them
-(``requestContext.authorizer.jwt.claims``, every value a string). Never expose this server.
+JWTs are verified as the JWT authorizer verifies them (``infra.local.tokens``: the local JWKS, the
+route's issuer and audience, expiry) and their claims handed to the function exactly where API Gateway
+puts them (``requestContext.authorizer.jwt.claims``, every value a string).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import re
 import time
@@ -23,64 +21,18 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from infra.local.template import ACCOUNT_ID, LOCAL_API_ID, Route
+from infra.local.tokens import AuthError, JwtVerifier, local_jwt, local_signing_key
+
+__all__ = ["AuthError", "local_jwt"]  # re-exported: callers mint tokens from here
 
 NOT_FOUND = {"message": "Not Found"}
 UNAUTHORIZED = {"message": "Unauthorized"}
 FORBIDDEN = {"message": "Forbidden"}
 INTERNAL_ERROR = {"message": "Internal Server Error"}
-LOCAL_SIGNING_KEY = b"movierec-local-not-a-secret"
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "+json", "+xml")
 
 
 # ---- tokens ---------------------------------------------------------------------------------------------
-
-
-class AuthError(Exception):
-    """The request carries no usable bearer token (API Gateway answers 401)."""
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def local_jwt(claims: Mapping[str, Any], *, ttl_s: int = 3600, now: float | None = None) -> str:
-    """A token for the local API (HS256 with a published key: fine here, worthless anywhere else)."""
-    issued = int(time.time() if now is None else now)
-    payload = {"iat": issued, "exp": issued + ttl_s, **claims}
-    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    body = _b64url(json.dumps(payload, separators=(",", ":")).encode())
-    signature = hmac.new(LOCAL_SIGNING_KEY, f"{header}.{body}".encode(), hashlib.sha256).digest()
-    return f"{header}.{body}.{_b64url(signature)}"
-
-
-def bearer_claims(authorization: str | None, *, now: float | None = None) -> dict[str, Any]:
-    """Decode ``Authorization: Bearer <JWT>`` (the signature is not checked); AuthError when unusable."""
-    if not authorization:
-        raise AuthError("no Authorization header")
-    scheme, _, token = authorization.strip().partition(" ")
-    # API Gateway accepts the token with or without the Bearer prefix.
-    token = token.strip() if scheme.lower() == "bearer" else authorization.strip()
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise AuthError("not a JWT")
-    try:
-        header = json.loads(_b64url_decode(parts[0]))
-        claims = json.loads(_b64url_decode(parts[1]))
-    except (ValueError, binascii.Error) as error:
-        raise AuthError(f"undecodable JWT: {error}") from error
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise AuthError("JWT header and payload must be JSON objects")
-    current = time.time() if now is None else now
-    expiry, not_before = claims.get("exp"), claims.get("nbf")
-    if expiry is not None and (not isinstance(expiry, int | float) or expiry <= current):
-        raise AuthError("token expired")
-    if not_before is not None and (not isinstance(not_before, int | float) or not_before > current):
-        raise AuthError("token not yet valid")
-    return claims
 
 
 def gateway_claims(claims: Mapping[str, Any]) -> dict[str, str]:
@@ -314,12 +266,21 @@ class HttpApiGateway:
         cors: Cors | None = None,
         clock: Callable[[], float] = time.time,
         on_error: Callable[[str, BaseException], None] | None = None,
+        jwks: Mapping[str, Any] | None = None,
     ) -> None:
+        """``jwks``: the keys JWT authorizers trust, by default the local cloud's signing key."""
         self.routes = list(routes)
         self.invoke = invoke
         self.cors = cors
         self.clock = clock
         self.on_error = on_error
+        needs_keys = jwks is None and any(route.authorizer_type == "JWT" for route in self.routes)
+        self.jwks: Mapping[str, Any] = local_signing_key().jwks() if needs_keys else (jwks or {"keys": []})
+        self._verifiers = {
+            route: JwtVerifier(route.issuer, route.audience, self.jwks)
+            for route in self.routes
+            if route.authorizer_type == "JWT"
+        }
 
     def handle(self, request: HttpRequest, *, domain_name: str = "localhost") -> HttpResponse:
         header = {name.lower(): value for name, value in request.headers}
@@ -357,7 +318,7 @@ class HttpApiGateway:
                 # Only JWT authorizers are emulated; refuse rather than let requests through.
                 return HttpResponse.json(401, UNAUTHORIZED)
             try:
-                claims = bearer_claims(header.get("authorization"), now=self.clock())
+                claims = self._verifiers[route].claims(header.get("authorization"), now=self.clock())
             except AuthError:
                 return HttpResponse.json(401, UNAUTHORIZED, [("www-authenticate", "Bearer")])
             if route.scopes and not token_scopes(claims) & set(route.scopes):

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from infra.local.apigw import Cors, HttpApiGateway, HttpApiServer
+from infra.local.apigw import Cors, HttpApiGateway, HttpApiServer, local_jwt
 from infra.local.bootstrap import aws_client
 from infra.local.errors import UsageError
 from infra.local.host import FunctionHost, FunctionHosts, HandlerError
@@ -194,11 +194,27 @@ def start_api_command(args: argparse.Namespace) -> int:
     for route in gateway.routes:
         access = "public" if route.authorizer is None else f"{route.authorizer_type} ({route.authorizer})"
         print(f"  {route.route_key:<40} -> {route.function_id} [{access}]", file=sys.stderr)
-    print("JWT signatures are NOT verified locally. Ctrl-C stops.", file=sys.stderr)
+    for issuer, audience in sorted({(r.issuer, r.audience) for r in gateway.routes if r.issuer}):
+        print(f"JWTs: issuer {issuer}, audience {' '.join(audience)}, local JWKS", file=sys.stderr)
+    print("`python -m infra.local token` mints a token. Ctrl-C stops.", file=sys.stderr)
     try:
         server.serve_forever()
     finally:
         server.server_close()
+    return 0
+
+
+def token_command(args: argparse.Namespace) -> int:
+    """Print a token the local API accepts, for the template's issuer and audience."""
+    try:
+        extra = json.loads(args.claims)
+    except ValueError as error:
+        raise UsageError(f"--claims is not valid JSON: {error}") from error
+    if not isinstance(extra, dict):
+        raise UsageError("--claims must be a JSON object")
+    issuer, audience = _app(args).stack.jwt_authorizer()
+    claims = {"sub": args.sub, **extra}
+    print(local_jwt(claims, ttl_s=args.ttl, issuer=issuer, audience=audience[0] if audience else ""))
     return 0
 
 
@@ -337,7 +353,7 @@ def _common(parser: argparse.ArgumentParser, *, env_vars: bool = True) -> None:
 
 
 def register(commands: Any) -> None:
-    """Add invoke, start-api, poll and run-job to ``python -m infra.local``."""
+    """Add invoke, start-api, token, poll and run-job to ``python -m infra.local``."""
     invoke = commands.add_parser(
         "invoke", help="run one function's handler on an event, like sam local invoke"
     )
@@ -353,6 +369,15 @@ def register(commands: Any) -> None:
     api.add_argument("--host", default="127.0.0.1")
     _common(api)
     api.set_defaults(func=start_api_command)
+
+    token = commands.add_parser(
+        "token", help="print a JWT the local start-api accepts (signed with the local key)"
+    )
+    token.add_argument("--sub", default="42", help="the user id (default: %(default)s)")
+    token.add_argument("--claims", default="{}", help="more claims, as a JSON object")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    _common(token, env_vars=False)
+    token.set_defaults(func=token_command)
 
     poll = commands.add_parser(
         "poll", help="feed the Kinesis stream to its function, like the event-source mapping"

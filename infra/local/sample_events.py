@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from infra.local.apigw import HttpRequest, http_api_event, local_jwt, match_route
+from infra.local.apigw import HttpRequest, http_api_event, match_route
 from infra.local.kinesis import StreamRecord, kinesis_event
 from infra.local.template import ACCOUNT_ID, DEFAULT_TEMPLATE, LOCAL_API_ID, REGION, REPO_ROOT, Stack
 from movierec.events import EVENT_ADAPTER, Event, dump_event
@@ -141,6 +141,18 @@ def jwt_claims() -> dict[str, Any]:
     }
 
 
+def example_jwt(claims: dict[str, Any]) -> str:
+    """The token's shape in a sample event: what the authorizer already verified, so the signature is a
+    placeholder (a generated key would make the committed files differ on every machine)."""
+
+    def part(document: dict[str, Any]) -> str:
+        raw = json.dumps(document, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    header = {"alg": "RS256", "kid": "example", "typ": "JWT"}
+    return f"{part(header)}.{part(claims)}.example-signature"
+
+
 def _http(stack: Stack, name: str, path: str, query: str, *, authorized: bool) -> dict[str, Any]:
     headers = [
         ("accept", "application/json"),
@@ -152,7 +164,7 @@ def _http(stack: Stack, name: str, path: str, query: str, *, authorized: bool) -
     ]
     claims = jwt_claims() if authorized else None
     if claims is not None:
-        headers.insert(1, ("authorization", f"Bearer {local_jwt(claims, now=BASE_TIME.timestamp())}"))
+        headers.insert(1, ("authorization", f"Bearer {example_jwt(claims)}"))
     request = HttpRequest("GET", path, query, headers, source_ip="203.0.113.7")
     matched = match_route(stack.routes(), "GET", path)
     if matched is None:

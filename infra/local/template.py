@@ -28,6 +28,10 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 DEFAULT_ENDPOINT_URL = "http://127.0.0.1:4566"
 LOCAL_API_ID = "local"
+# The Cognito ids the template's own user pool gets locally, so its JWT authorizer resolves to
+# issuer https://cognito-idp.us-east-1.amazonaws.com/us-east-1_local and audience local-web-client.
+LOCAL_USER_POOL_ID = f"{REGION}_local"
+LOCAL_USER_POOL_CLIENT_ID = "local-web-client"
 
 # The logical ids the local cloud and the runner rely on; tests/unit/test_template.py keeps them present.
 STREAM_ID = "EventStream"
@@ -161,6 +165,8 @@ class Route:
     authorizer: str | None  # None: public
     authorizer_type: str = "JWT"  # JWT, NONE, or what the runner cannot emulate (REQUEST, AWS_IAM)
     scopes: tuple[str, ...] = ()
+    issuer: str | None = None  # a JWT authorizer's JwtConfiguration; None when it cannot be resolved
+    audience: tuple[str, ...] = ()
 
     @property
     def route_key(self) -> str:
@@ -495,6 +501,10 @@ class Stack:
             return f"arn:aws:sns:{REGION}:{ACCOUNT_ID}:{self._name(logical_id, 'TopicName')}"
         if kind in {"AWS::Serverless::HttpApi", "AWS::ApiGatewayV2::Api"}:
             return LOCAL_API_ID
+        if kind == "AWS::Cognito::UserPool":
+            return LOCAL_USER_POOL_ID
+        if kind == "AWS::Cognito::UserPoolClient":
+            return LOCAL_USER_POOL_CLIENT_ID
         if kind == "AWS::IAM::Role":
             return f"{self.stack_name}-{logical_id}"
         if kind == "AWS::ECS::Cluster":
@@ -702,11 +712,15 @@ class Stack:
                 authorizer = route_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
                 authorizer_name = None if authorizer in (None, PUBLIC) else str(authorizer)
                 authorizer_type = PUBLIC
+                issuer: str | None = None
+                audience: tuple[str, ...] = ()
                 if authorizer_name is not None:
                     authorizer_type = "JWT"
                     definition = (api_auth.get("Authorizers") or {}).get(authorizer_name) or {}
                     if "JwtConfiguration" not in definition:
                         authorizer_type = "AWS_IAM" if authorizer_name == "AWS_IAM" else "REQUEST"
+                    else:
+                        issuer, audience = self._jwt_configuration(definition["JwtConfiguration"])
                 scopes = route_auth.get("AuthorizationScopes")
                 if scopes is None and authorizer_name is not None:
                     definition = (api_auth.get("Authorizers") or {}).get(authorizer_name) or {}
@@ -721,9 +735,29 @@ class Stack:
                         authorizer=authorizer_name,
                         authorizer_type=authorizer_type,
                         scopes=tuple(str(scope) for scope in self.resolve(scopes or [])),
+                        issuer=issuer,
+                        audience=audience,
                     )
                 )
         return routes
+
+    def _jwt_configuration(self, configuration: Any) -> tuple[str | None, tuple[str, ...]]:
+        """A JwtConfiguration's issuer and audiences; (None, ()) where only AWS can resolve them."""
+        try:
+            resolved = self.resolve(configuration)
+        except UnresolvedError:
+            return None, ()
+        issuer = resolved.get("issuer") if isinstance(resolved, dict) else None
+        audience = resolved.get("audience") if isinstance(resolved, dict) else None
+        audiences = [audience] if isinstance(audience, str) else list(audience or [])
+        return (str(issuer) if issuer else None), tuple(str(a) for a in audiences if a)
+
+    def jwt_authorizer(self) -> tuple[str, tuple[str, ...]]:
+        """The issuer and audiences of the API's default JWT authorizer (what local tokens carry)."""
+        for route in self.routes():
+            if route.authorizer_type == "JWT" and route.issuer:
+                return route.issuer, route.audience
+        raise UsageError(f"{self.template_path.name} has no JWT authorizer with an issuer")
 
     def _api_properties(self, api_id: Any) -> dict[str, Any]:
         # Without ApiId, SAM attaches the route to its implicit API configured by Globals.HttpApi.

@@ -26,6 +26,7 @@ from tests.unit.test_statemachine import write_fake_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_APP = REPO_ROOT / "tests" / "fixtures" / "runner_app"
+FIXTURE_ISSUER, FIXTURE_AUDIENCE = "https://issuer.example", "fixture"  # its template's JwtConfiguration
 
 
 @pytest.fixture
@@ -198,7 +199,11 @@ def test_start_api_serves_public_and_protected_routes(api: str) -> None:
     bad = requests.get(f"{api}/items/5", headers={"Authorization": "Bearer not.a.jwt"}, timeout=10)
     assert (bad.status_code, bad.json()) == (401, {"message": "Unauthorized"})
 
-    token = local_jwt({"sub": "user-7"})
+    foreign = local_jwt({"sub": "user-7"})  # template.yaml's issuer and audience, not this app's
+    refused = requests.get(f"{api}/items/5", headers={"Authorization": f"Bearer {foreign}"}, timeout=10)
+    assert (refused.status_code, refused.headers["www-authenticate"]) == (401, "Bearer")
+
+    token = local_jwt({"sub": "user-7"}, issuer=FIXTURE_ISSUER, audience=FIXTURE_AUDIENCE)
     good = requests.get(f"{api}/items/5", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert good.status_code == 201
     event = good.json()["event"]
@@ -218,10 +223,11 @@ def test_start_api_translates_responses_and_errors(api: str) -> None:
     assert requests.get(f"{api}/files/plain", timeout=10).json() == {"plain": True}
     boom = requests.delete(f"{api}/files/boom", timeout=10)
     assert (boom.status_code, boom.json()) == (500, {"message": "Internal Server Error"})
+    fixture_token = local_jwt({"sub": "1"}, issuer=FIXTURE_ISSUER, audience=FIXTURE_AUDIENCE)
     posted = requests.post(
         f"{api}/echo",
         json={"a": 1},
-        headers={"Authorization": f"Bearer {local_jwt({'sub': '1'})}"},
+        headers={"Authorization": f"Bearer {fixture_token}"},
         timeout=10,
     )
     assert posted.json()["event"]["body"] == '{"a": 1}'

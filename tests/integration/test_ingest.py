@@ -202,6 +202,24 @@ def test_an_event_id_reused_in_a_later_batch_is_poison_and_has_no_effect_anywher
     assert "already stored" in parked["detail"]
 
 
+def test_the_stored_body_wins_even_when_a_reused_one_comes_first_in_the_batch(harness: Harness) -> None:
+    """A redelivery behind a reused body in one batch is still the event: it is applied again (here to a
+    Redis that missed it) and only the reused body is poison."""
+    first = event_payload("rating", 1, user_id="u7", movie_id=5, rating=3.0)
+    reused = event_payload("rating", 1, user_id="u8", movie_id=6, rating=5.0)  # same id, other user
+    assert ingest(harness, kinesis_event([first])) == []
+    before = harness.state()
+    harness.redis.flushall()  # Redis lost the first delivery's effects
+
+    assert ingest(harness, kinesis_event([reused, first, reused], first_sequence=2)) == []
+
+    assert harness.state() == before  # the redelivery put Redis back; the reused body changed nothing
+    assert harness.redis.smembers(keys.seen("u8")) == set()
+    [parked] = harness.dead_letters()  # the reused body once (its repeat is a duplicate in the batch)
+    assert parked["reason"] == "conflicting_event_id"
+    assert "already stored" in parked["detail"]
+
+
 def test_each_event_logs_its_outcome_with_its_event_id_as_correlation_id(
     harness: Harness, log_lines: LogLines
 ) -> None:

@@ -36,7 +36,7 @@ from movierec.ingest.decode import InputRules, StreamRecord, decode
 from movierec.ingest.effects import RealtimeChanges
 from movierec.observability import logger
 from movierec.stores.deadletter import DeadLetterError, DeadLetterQueue, PoisonRecord
-from movierec.stores.documents import EventDocuments
+from movierec.stores.documents import EventDocuments, StoredEvents, body_digest
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 
 _T = TypeVar("_T")
@@ -102,29 +102,30 @@ class IngestService:
         rules = InputRules(now=now, max_future_seconds=self._max_clock_skew)
         events: list[Event] = []
         event_records: list[StreamRecord] = []
+        variants: list[tuple[Event, StreamRecord]] = []  # other bodies under an id met earlier in the batch
         poison: list[PoisonRecord] = []
-        first_of_id: dict[str, Event] = {}
+        bodies_of_id: dict[str, list[Event]] = {}
         for record in records:
             decoded = decode(record, rules)
-            if not isinstance(decoded, PoisonRecord):
-                event_id = str(decoded.event_id)
-                first = first_of_id.setdefault(event_id, decoded)
-                if first is not decoded:
-                    if first == decoded:  # the same event twice in one batch: apply once
-                        result.duplicates += 1
-                        _log_event(event_id, record.record_id, "duplicate in batch")
-                        continue
-                    # The first body under an id is the event; a different one reusing it is not.
-                    decoded = _conflicting(record, event_id, "in this batch")
             if isinstance(decoded, PoisonRecord):
                 poison.append(decoded)
+                continue
+            event_id = str(decoded.event_id)
+            bodies = bodies_of_id.setdefault(event_id, [])
+            if decoded in bodies:  # the same event twice in one batch: apply once
+                result.duplicates += 1
+                _log_event(event_id, record.record_id, "duplicate in batch")
+                continue
+            bodies.append(decoded)
+            if len(bodies) > 1:  # which body is the event, MongoDB's id index decides (``_settle``)
+                variants.append((decoded, record))
                 continue
             events.append(decoded)
             event_records.append(record)
 
         self._park(poison, result)
         if events:
-            self._apply(events, event_records, result, now)
+            self._apply(events, event_records, variants, result, now)
         return result
 
     def _park(self, poison: list[PoisonRecord], result: BatchResult) -> None:
@@ -154,43 +155,81 @@ class IngestService:
         result.dead_lettered += len(poison) - len(failed)
 
     def _apply(
-        self, events: list[Event], records: list[StreamRecord], result: BatchResult, now: float
+        self,
+        events: list[Event],
+        records: list[StreamRecord],
+        variants: list[tuple[Event, StreamRecord]],
+        result: BatchResult,
+        now: float,
     ) -> None:
-        record_ids = [r.record_id for r in records]
+        # Until the stored bodies settle them, the variants share the batch's fate.
+        pending = [*zip(events, records, strict=True), *variants]
         started = time.perf_counter()
         try:
             # The raw events go first: the id index tells a redelivery (applied again, idempotently, so
             # a store that missed it catches up) from an id reused by another event (poison, no effect).
             stored = self._retrying(self._documents.store_events, events)
-            if stored.conflicting_ids:
-                conflicts = [str(e.event_id) in stored.conflicting_ids for e in events]
-                self._park(
-                    [
-                        _conflicting(record, str(event.event_id), "by an event already stored")
-                        for event, record, conflict in zip(events, records, conflicts, strict=True)
-                        if conflict
-                    ],
-                    result,
-                )
-                events = [e for e, conflict in zip(events, conflicts, strict=True) if not conflict]
-                record_ids = [r for r, conflict in zip(record_ids, conflicts, strict=True) if not conflict]
+            events, records, redelivered = self._settle(events, records, variants, stored, result)
+            pending = list(zip(events, records, strict=True))
             self._retrying(self._apply_effects, events, now)
         except StoreUnavailableError as error:
             logger.warning(
                 "store unavailable; batch will be retried", extra={"error": str(error), "events": len(events)}
             )
-            result.failed_record_ids.update(record_ids)
-            _log_events(events, record_ids, lambda _: "failed, will be retried")
+            result.failed_record_ids.update(r.record_id for _, r in pending)
+            _log_events(
+                [e for e, _ in pending],
+                [r.record_id for _, r in pending],
+                lambda _: "failed, will be retried",
+            )
             return
         finally:
             result.write_ms = (time.perf_counter() - started) * 1000
-        result.duplicates += stored.duplicates
+        result.duplicates += len(redelivered)
         result.events_by_type.update(str(e.type) for e in events)
         _log_events(
             events,
-            record_ids,
-            lambda event_id: "duplicate" if event_id in stored.duplicate_ids else "stored",
+            [r.record_id for r in records],
+            lambda event_id: "duplicate" if event_id in redelivered else "stored",
         )
+
+    def _settle(
+        self,
+        events: list[Event],
+        records: list[StreamRecord],
+        variants: list[tuple[Event, StreamRecord]],
+        stored: StoredEvents,
+        result: BatchResult,
+    ) -> tuple[list[Event], list[StreamRecord], frozenset[str]]:
+        """The stored body under an id is the event, whatever the batching: any other body is poison
+        with no effect, and a body equal to the stored one is a redelivery, applied again. Returns the
+        events to apply, their records, and the ids among them that were stored before."""
+        stored_bodies = stored.stored_digests  # ids whose first body in this batch is not the stored one
+        redelivered_variant: dict[str, tuple[Event, StreamRecord]] = {}
+        poison: list[PoisonRecord] = []
+        for variant, record in variants:
+            event_id = str(variant.event_id)
+            if event_id in stored_bodies and body_digest(variant) == stored_bodies[event_id]:
+                redelivered_variant[event_id] = (variant, record)
+                continue
+            known = event_id in stored_bodies or event_id in stored.duplicate_ids
+            poison.append(
+                _conflicting(record, event_id, "by an event already stored" if known else "in this batch")
+            )
+        kept_events: list[Event] = []
+        kept_records: list[StreamRecord] = []
+        for event, record in zip(events, records, strict=True):
+            event_id = str(event.event_id)
+            if event_id not in stored_bodies:
+                kept_events.append(event)
+                kept_records.append(record)
+                continue
+            poison.append(_conflicting(record, event_id, "by an event already stored"))
+            if event_id in redelivered_variant:  # a later body in the batch is the stored event
+                kept_events.append(redelivered_variant[event_id][0])
+                kept_records.append(redelivered_variant[event_id][1])
+        self._park(poison, result)
+        return kept_events, kept_records, stored.duplicate_ids | redelivered_variant.keys()
 
     def _retrying(self, write: Callable[..., _T], *args: Any) -> _T:
         """One idempotent write, retried with backoff; the last StoreUnavailableError is raised."""

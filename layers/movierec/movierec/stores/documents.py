@@ -73,10 +73,19 @@ class EventPage:
     unreadable: int
 
 
+def body_digest(event: Event) -> str:
+    """SHA-256 of the event's canonical wire form: what ``body_sha256`` holds."""
+    return sha256(dump_event(event)).hexdigest()
+
+
 @dataclass(frozen=True)
 class StoredEvents:
     duplicate_ids: frozenset[str]  # the same event, stored by an earlier delivery
-    conflicting_ids: frozenset[str]  # ids an earlier, different event already holds
+    stored_digests: dict[str, str]  # of ids an earlier, different event already holds: its digest
+
+    @property
+    def conflicting_ids(self) -> frozenset[str]:
+        return frozenset(self.stored_digests)
 
     @property
     def duplicates(self) -> int:
@@ -112,7 +121,7 @@ class EventDocuments:
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
         ids = frozenset(str(documents[i]["_id"]) for i in repeated)
-        return StoredEvents(duplicate_ids=ids - conflicts, conflicting_ids=conflicts)
+        return StoredEvents(duplicate_ids=ids - conflicts.keys(), stored_digests=conflicts)
 
     def write_effects(
         self, events: Sequence[Event], profiles: Sequence[ProfileChange], movies: Sequence[MovieChange]
@@ -145,14 +154,17 @@ class EventDocuments:
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
 
-    def _conflicts(self, digests: dict[str, str]) -> frozenset[str]:
-        """Of ids that were already stored, those whose stored body differs from this delivery's."""
+    def _conflicts(self, digests: dict[str, str]) -> dict[str, str]:
+        """Of ids that were already stored, those whose stored body differs from this delivery's, with
+        the stored body's digest."""
         if not digests:
-            return frozenset()
+            return {}
         stored = self._db[EVENTS].find({"_id": {"$in": list(digests)}}, {BODY_DIGEST: 1})
-        return frozenset(
-            str(d["_id"]) for d in stored if d.get(BODY_DIGEST, digests[d["_id"]]) != digests[d["_id"]]
-        )
+        return {
+            str(d["_id"]): str(d[BODY_DIGEST])
+            for d in stored
+            if d.get(BODY_DIGEST, digests[d["_id"]]) != digests[d["_id"]]
+        }
 
     def _write_users(self, events: Sequence[Event], profiles: Sequence[ProfileChange]) -> None:
         by_user = _events_by_user(events)
@@ -198,7 +210,7 @@ def _event_document(event: Event, ingested_at: datetime) -> Document:
     document["_id"] = str(document.pop("event_id"))
     document["type"] = str(event.type)
     document["ingested_at"] = ingested_at
-    document[BODY_DIGEST] = sha256(dump_event(event)).hexdigest()
+    document[BODY_DIGEST] = body_digest(event)
     return document
 
 

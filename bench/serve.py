@@ -77,8 +77,8 @@ from infra.local.lambda_context import LambdaContext
 from infra.local.servers import RedisServer, accepts_connections, free_port
 from movierec import keys
 from movierec.config import RecommendSettings
+from movierec.contracts import Engagement, MovieChange, ProfileChange
 from movierec.data.synthetic import GENRES, REGIONS, SyntheticConfig, generate
-from movierec.ingest.effects import Engagement, MovieChange, ProfileChange
 from movierec.publication import Item, MovieInfo, encode_items
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis

@@ -13,9 +13,9 @@ import redis
 
 from movierec import keys
 from movierec.artifact import load
+from movierec.contracts import Engagement
 from movierec.data.dataset import Dataset
 from movierec.data.synthetic import SyntheticConfig, generate
-from movierec.ingest.effects import Engagement
 from movierec.publication import Item, MovieInfo
 from movierec.recommend.online import ScorerCache
 from movierec.recommend.service import Recommender, ServingPolicy, Tier

@@ -13,8 +13,8 @@ import redis
 
 from infra.local.servers import RedisServer
 from movierec import keys
+from movierec.contracts import Engagement, MovieChange, ProfileChange
 from movierec.errors import StoreUnavailableError
-from movierec.ingest.effects import Engagement, MovieChange, ProfileChange
 from movierec.publication import Item, MovieInfo, item_row
 from movierec.recommend.service import Recommender, ServingPolicy, Tier, UnknownGenreError
 from movierec.recommend.snapshot import PopularitySnapshot

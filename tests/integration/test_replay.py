@@ -17,7 +17,7 @@ import pytest
 from infra.local.kinesis import KinesisPoller, kinesis_event
 from infra.local.kinesis import StreamRecord as LocalRecord
 from infra.local.template import KinesisSource
-from movierec.ingest.decode import StreamRecord
+from movierec.contracts import StreamRecord
 from movierec.ingest.processor import handle_stream_event
 from movierec.ingest.replay import BatchFailure, main, parse_failure, replay, replay_queue
 from movierec.ingest.service import BatchResult

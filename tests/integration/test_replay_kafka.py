@@ -24,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
-from movierec.ingest.decode import StreamRecord
+from movierec.contracts import StreamRecord
 from movierec.ingest.processor import handle_stream_event
 from movierec.ingest.replay import BatchFailure, parse_failure, replay_queue
 from movierec.ingest.service import BatchResult

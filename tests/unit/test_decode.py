@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from movierec.contracts import PoisonRecord, StreamRecord
 from movierec.events import MAX_RECORD_BYTES, Event, EventType, MovieUpsertEvent, RatingEvent
-from movierec.ingest.decode import InputRules, StreamRecord, decode
+from movierec.ingest.decode import InputRules, decode
 from movierec.ingest.effects import engagement, movie_change, profile_change, version_of
 from movierec.ingest.processor import event_type_of
-from movierec.stores.deadletter import PoisonRecord
 from tests.support import BASE_TIME, event_payload, kafka_event, kinesis_event
 
 VALID_RATING = (

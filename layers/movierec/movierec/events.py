@@ -8,9 +8,10 @@ version and adds a new model; consumers keep accepting every version they have e
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
@@ -34,10 +35,6 @@ class EventType(StrEnum):
     PROFILE = "profile"
     MOVIE_UPSERT = "movie_upsert"
     MOVIE_RETIRE = "movie_retire"
-
-
-INTERACTION_TYPES = frozenset({EventType.RATING, EventType.WATCH, EventType.CLICK, EventType.ADD_TO_LIST})
-"""Event types that say a user engaged with one movie: they feed seen sets, trending and training."""
 
 
 class _Event(BaseModel):
@@ -141,6 +138,21 @@ Event = Annotated[
 UserEvent = SignupEvent | ProfileEvent
 InteractionEvent = RatingEvent | WatchEvent | ClickEvent | AddToListEvent
 
+PROFILE_EVENTS = (SignupEvent, ProfileEvent)
+MOVIE_EVENTS = (MovieUpsertEvent, MovieRetireEvent)
+ENGAGEMENT_EVENTS = (RatingEvent, WatchEvent, ClickEvent, AddToListEvent)
+"""The one home of "which events are interactions": a user engaged with one movie. They feed seen sets,
+recent items, trending, user counters and training. Other types (search, impression) are stored but
+change no state."""
+
+
+def type_names(event_classes: Sequence[type[BaseModel]]) -> tuple[str, ...]:
+    """The wire ``type`` of each event class (its ``Literal``), as MongoDB stores it."""
+    return tuple(str(get_args(cls.model_fields["type"].annotation)[0]) for cls in event_classes)
+
+
+ENGAGEMENT_TYPES = frozenset(type_names(ENGAGEMENT_EVENTS))
+
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 
@@ -173,9 +185,12 @@ def write_json_schema(directory: Path) -> Path:
 
 
 __all__ = [
+    "ENGAGEMENT_EVENTS",
+    "ENGAGEMENT_TYPES",
     "EVENT_ADAPTER",
-    "INTERACTION_TYPES",
     "MAX_RECORD_BYTES",
+    "MOVIE_EVENTS",
+    "PROFILE_EVENTS",
     "AddToListEvent",
     "ClickEvent",
     "Event",

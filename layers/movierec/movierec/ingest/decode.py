@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from movierec.contracts import PoisonRecord, StreamRecord
 from movierec.events import EVENT_ADAPTER, MAX_RECORD_BYTES, Event, EventType
-from movierec.stores.deadletter import PoisonRecord
 
 _KNOWN_TYPES = frozenset(t.value for t in EventType)
 MAX_EVENT_ID_CHARS = 64
@@ -31,17 +30,6 @@ MAX_NUMBER_DIGITS = 32
 """No field needs more (movie ids stop at 2**53); a longer number would only cost the parser."""
 
 _LONG_DIGIT_RUN = re.compile(rb"[0-9]{%d,}" % (MAX_NUMBER_DIGITS + 1))
-
-
-@dataclass(frozen=True)
-class StreamRecord:
-    """One record of a Kinesis or Kafka batch, reduced to what ingest needs."""
-
-    record_id: str
-    source: str  # "kinesis" | "kafka"
-    payload: bytes
-    arrival_epoch: float | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -9,32 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
-from typing import get_args
 
+from movierec.contracts import Engagement, MovieChange, ProfileChange
 from movierec.events import (
-    AddToListEvent,
-    ClickEvent,
+    ENGAGEMENT_EVENTS,
+    PROFILE_EVENTS,
     Event,
     MovieRetireEvent,
     MovieUpsertEvent,
-    ProfileEvent,
-    RatingEvent,
-    SignupEvent,
-    WatchEvent,
 )
+from movierec.segments import region_value
 
 PROFILE_FIELDS = ("region", "country", "locale", "birth_year")
-
-PROFILE_EVENTS = (SignupEvent, ProfileEvent)
-MOVIE_EVENTS = (MovieUpsertEvent, MovieRetireEvent)
-ENGAGEMENT_EVENTS = (RatingEvent, WatchEvent, ClickEvent, AddToListEvent)
-"""The events that change real-time state, by the effect they have. Other types (search, impression)
-are stored but change no state."""
-
-
-def type_names(event_classes: Sequence[type[Event]]) -> tuple[str, ...]:
-    """The wire ``type`` of each event class (its ``Literal``), as MongoDB stores it."""
-    return tuple(str(get_args(cls.model_fields["type"].annotation)[0]) for cls in event_classes)
 
 
 def version_of(event: Event) -> str:
@@ -46,36 +32,6 @@ def version_of(event: Event) -> str:
     return f"{moment}|{event.event_id}"
 
 
-@dataclass(frozen=True)
-class ProfileChange:
-    user_id: str
-    fields: dict[str, str | int]
-    version: str
-
-
-@dataclass(frozen=True)
-class MovieChange:
-    movie_id: int
-    version: str
-    retired: bool
-    title: str = ""
-    genres: tuple[str, ...] = ()
-    year: int | None = None
-    cast: tuple[str, ...] = ()
-    plot: str | None = None
-
-
-@dataclass(frozen=True)
-class Engagement:
-    """A user engaged with a movie: feeds seen sets, recent items, trending and user counters."""
-
-    event_id: str
-    user_id: str
-    movie_id: int
-    occurred_at: float  # epoch seconds
-    kind: str
-
-
 def profile_change(event: Event) -> ProfileChange | None:
     if not isinstance(event, PROFILE_EVENTS):
         return None
@@ -83,7 +39,7 @@ def profile_change(event: Event) -> ProfileChange | None:
     for name in PROFILE_FIELDS:
         value = getattr(event, name)
         if value is not None:
-            fields[name] = value.strip().lower() if name == "region" else value
+            fields[name] = region_value(value) if name == "region" else value
     return ProfileChange(event.user_id, fields, version_of(event))
 
 

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.kafka_event import KafkaEventR
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from movierec.ingest.decode import StreamRecord
+from movierec.contracts import StreamRecord
 from movierec.ingest.service import BatchResult
 from movierec.observability import MetricName, metrics
 

@@ -30,13 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from movierec.ingest.effects import (
-    ENGAGEMENT_EVENTS,
-    MOVIE_EVENTS,
-    PROFILE_EVENTS,
-    RealtimeChanges,
-    type_names,
-)
+from movierec.events import ENGAGEMENT_EVENTS, MOVIE_EVENTS, PROFILE_EVENTS, type_names
+from movierec.ingest.effects import RealtimeChanges
 from movierec.observability import logger
 from movierec.stores.documents import EventDocuments
 from movierec.stores.realtime import RealtimeState, TrendingPolicy

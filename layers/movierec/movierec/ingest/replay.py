@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from movierec.contracts import StreamRecord
 from movierec.errors import StoreUnavailableError
-from movierec.ingest.decode import StreamRecord
 from movierec.ingest.service import BatchResult
 from movierec.observability import logger
 from movierec.stores.failure_queue import FailureQueue, QueueMessage

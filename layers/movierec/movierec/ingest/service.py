@@ -30,12 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from movierec.contracts import PoisonRecord, StreamRecord
 from movierec.errors import StoreUnavailableError
 from movierec.events import Event
-from movierec.ingest.decode import InputRules, StreamRecord, decode
+from movierec.ingest.decode import InputRules, decode
 from movierec.ingest.effects import RealtimeChanges
 from movierec.observability import logger
-from movierec.stores.deadletter import DeadLetterError, DeadLetterQueue, PoisonRecord
+from movierec.stores.deadletter import DeadLetterError, DeadLetterQueue
 from movierec.stores.documents import EventDocuments, StoredEvents, body_digest
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 

@@ -11,9 +11,9 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from movierec.contracts import PoisonRecord
 from movierec.stores import aws
 
 SQS_BATCH = 10
@@ -21,17 +21,6 @@ INLINE_PAYLOAD_LIMIT = 160 * 1024
 """Raw bytes kept inside the message; base64 and the envelope must stay under SQS's 256 KiB."""
 
 DEAD_LETTER_PREFIX = "dead-letter/"
-
-
-@dataclass(frozen=True)
-class PoisonRecord:
-    record_id: str  # Kinesis sequence number or Kafka topic-partition@offset
-    source: str  # "kinesis" or "kafka"
-    reason: str  # short machine-readable cause: undecodable, invalid_schema, oversize, unknown_type
-    detail: str  # human-readable explanation
-    payload: bytes
-    metadata: dict[str, Any] = field(default_factory=dict)
-    event_id: str | None = None  # the client's event_id, when the payload carried a readable one
 
 
 class DeadLetterError(Exception):

@@ -30,9 +30,9 @@ from pymongo import ASCENDING, InsertOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from movierec.contracts import MovieChange, ProfileChange
 from movierec.errors import StoreUnavailableError
 from movierec.events import EVENT_ADAPTER, Event, dump_event
-from movierec.ingest.effects import MovieChange, ProfileChange
 from movierec.stores.mongo import Document
 
 DUPLICATE_KEY = 11000

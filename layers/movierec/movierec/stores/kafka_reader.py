@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from movierec.contracts import StreamRecord
 from movierec.errors import StoreUnavailableError
-from movierec.ingest.decode import StreamRecord
 from movierec.stores.stream_reader import StreamRange
 
 if TYPE_CHECKING:

@@ -13,7 +13,6 @@ increments are skipped on redelivery (never doubled); the events themselves reac
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +22,9 @@ import redis
 from redis.exceptions import NoScriptError
 
 from movierec import keys
+from movierec.contracts import Engagement, MovieChange, ProfileChange
 from movierec.errors import StoreUnavailableError
-from movierec.ingest.effects import Engagement, MovieChange, ProfileChange
+from movierec.publication import MovieInfo, encode_movie_info
 from movierec.stores.cache import LuaScript
 
 UNATTRIBUTED_CAP = 500
@@ -114,12 +114,6 @@ class TrendingPolicy:
     buckets_kept: int
 
 
-@dataclass(frozen=True)
-class RealtimeOutcome:
-    new_engagements: int
-    duplicate_engagements: int
-
-
 class RealtimeState:
     def __init__(self, client: redis.Redis, *, recent_length: int, applied_ttl_seconds: int) -> None:
         self._redis = client
@@ -136,10 +130,10 @@ class RealtimeState:
         movies: Sequence[MovieChange],
         trending: TrendingPolicy,
         now: float,
-    ) -> RealtimeOutcome:
+    ) -> None:
         """Apply a batch; raises StoreUnavailableError when Redis cannot take it (safe to retry whole)."""
         try:
-            return self._apply(engagements, profiles, movies, trending, now)
+            self._apply(engagements, profiles, movies, trending, now)
         except redis.RedisError as error:
             raise StoreUnavailableError(f"Redis: {error}") from error
 
@@ -177,7 +171,7 @@ class RealtimeState:
         movies: Sequence[MovieChange],
         trending: TrendingPolicy,
         now: float,
-    ) -> RealtimeOutcome:
+    ) -> None:
         by_user: dict[str, list[Engagement]] = defaultdict(list)
         for item in engagements:
             by_user[item.user_id].append(item)
@@ -196,10 +190,7 @@ class RealtimeState:
                 )
             )
         for movie in movies:
-            metadata = json.dumps(
-                {"title": movie.title, "genres": list(movie.genres), "year": movie.year},
-                separators=(",", ":"),
-            )
+            metadata = encode_movie_info(MovieInfo(movie.title, movie.genres, movie.year))
             calls.append(
                 _Call(
                     self._apply_movie,
@@ -232,18 +223,15 @@ class RealtimeState:
                 for entry in waiting[1:]:
                     movie_id, at = entry.decode().split(":", 1)
                     counts.add(segment, int(movie_id), float(at))
-        counted = 0
         for user_id, flags in zip(users, per_user, strict=True):
             region = flags[0].decode() if flags[0] else None
             for item, is_new in zip(by_user[user_id], flags[1:], strict=True):
                 if not is_new:
                     continue
-                counted += 1
                 counts.add(keys.GLOBAL_SEGMENT, item.movie_id, item.occurred_at)
                 if region:
                     counts.add(keys.region_segment(region), item.movie_id, item.occurred_at)
         counts.write(self._redis)
-        return RealtimeOutcome(new_engagements=counted, duplicate_engagements=len(engagements) - counted)
 
     def _run(self, calls: Sequence[_Call]) -> list[Any]:
         """All calls in one round trip. Calls that met NOSCRIPT are re-run, in order, once the scripts

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from movierec.contracts import StreamRecord
 from movierec.errors import StoreUnavailableError
-from movierec.ingest.decode import StreamRecord
 from movierec.stores import aws
 
 MAX_RECORDS_PER_CALL = 10_000

@@ -15,18 +15,14 @@ import numpy.typing as npt
 from pymongo.database import Database
 
 from movierec.data.dataset import UNKNOWN, Dataset, InteractionKind, Interactions, Movies, Users
+from movierec.events import ENGAGEMENT_TYPES
 from movierec.segments import MAX_AGE
 from movierec.stores.documents import EVENTS, MOVIES, USERS
 from movierec.stores.mongo import Document
 
 CURSOR_BATCH = 10_000
 
-_KIND_BY_TYPE = {
-    "rating": InteractionKind.RATING,
-    "watch": InteractionKind.WATCH,
-    "click": InteractionKind.CLICK,
-    "add_to_list": InteractionKind.ADD_TO_LIST,
-}
+_KIND_BY_TYPE = {name: InteractionKind[name.upper()] for name in ENGAGEMENT_TYPES}
 
 
 def read_dataset(

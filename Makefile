@@ -48,6 +48,7 @@ lint: $(VENV)/.stamp ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/movierec/movierec functions training_job infra bench tests
+	$(VENV)/bin/lint-imports
 
 .PHONY: template-check
 template-check: $(VENV)/.stamp $(VENV_TOOLS)/.stamp ## cfn-lint, sam validate --lint, checkov

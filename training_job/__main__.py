@@ -1,16 +1,17 @@
-"""``python -m training_job {train,benchmark,make-ncf-split}``."""
+"""``python -m training_job {train,benchmark,make-ncf-split}``: the job's one entry point and one parser."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from training_job import pipeline  # no torch at import: fit imports it when a model is trained
 
 
 @contextlib.contextmanager
@@ -31,7 +32,8 @@ def stdout_to_stderr() -> Iterator[None]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training_job", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("train", help="the scheduled pipeline (training_job.pipeline)", add_help=False)
+    train = commands.add_parser("train", help="the scheduled pipeline (training_job.pipeline)")
+    pipeline.add_arguments(train)
 
     bench = commands.add_parser("benchmark", help="NeuMF vs popularity and tuned ALS on NCF-format files")
     bench.add_argument("--train", type=Path, required=True, help="train.rating")
@@ -110,13 +112,9 @@ def _make_ncf_split(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "train":
-        # The lead's pipeline owns its own arguments; import it only when asked for.
-        pipeline = importlib.import_module("training_job.pipeline")
-        code: int = pipeline.main(argv[1:])
-        return code
     args = _parser().parse_args(argv)
+    if args.command == "train":
+        return pipeline.run(args)
     if args.command == "make-ncf-split":
         print(_make_ncf_split(args))
         return 0

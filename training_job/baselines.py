@@ -20,6 +20,7 @@ from training_job.data import Positives
 from training_job.evaluate import (
     EvalCases,
     FactorScorer,
+    K,
     PopularityScorer,
     SegmentScorer,
     metrics_from_ranks,
@@ -27,7 +28,6 @@ from training_job.evaluate import (
 )
 from training_job.tune import Deadline, TuneResult, run_study
 
-K = 10
 SHRINK_GRID = (0.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0)
 
 

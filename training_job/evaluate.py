@@ -20,6 +20,8 @@ from training_job.data import Positives
 
 IntArray = npt.NDArray[np.int32]
 FloatMatrix = npt.NDArray[np.float32]
+K = 10
+"""The NCF protocol's cut-off (HR@10, NDCG@10; He et al. 2017): every metric, gate and search here."""
 CHUNK_PAIRS = 1 << 18  # score at most this many (user, movie) pairs at a time
 
 

@@ -29,6 +29,7 @@ from training_job.evaluate import (
     FactorScorer,
     FloatMatrix,
     IntArray,
+    K,
     evaluate,
     metrics_from_ranks,
     sampled_ranks,
@@ -43,7 +44,6 @@ from training_job.split import leave_last_out
 from training_job.train import TrainData, TrainOptions, TrainResult, train_neumf, use_all_cores
 from training_job.tune import TuneResult, tune_neumf
 
-K = 10
 RECENT = 50  # fold-in uses a user's latest movies, as many as the serving side keeps
 COLD_USER_PAIRS = 5  # users with at most this many training pairs form the cold-user slice
 RETRIEVE = 200  # candidates retrieved by the GMF dot product before NeuMF re-ranks them

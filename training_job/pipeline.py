@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -82,18 +82,17 @@ class RunInputs:
     data_cutoff: float
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m training_job train", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train`` command's arguments, on the one parser of ``python -m training_job``."""
     parser.add_argument("--stage", choices=STAGES, default="all")
     parser.add_argument("--run-id", default=None, help="names the run's S3 prefix (default: the start time)")
     parser.add_argument("--cutoff", type=datetime.fromisoformat, help="train on events before this ISO time")
     parser.add_argument("--popularity-only", action="store_true", help="skip NeuMF; publish popularity only")
     parser.add_argument("--budget-seconds", type=float, default=600.0, help="tuning and training budget")
-    return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Runs the parsed ``train`` command; the process's exit status."""
     try:
         settings = TrainingSettings()
     except ValidationError as error:
@@ -331,7 +330,3 @@ def _content_type(name: str) -> str:
     return {"html": "text/html", "png": "image/png", "json": "application/json"}.get(
         name.rsplit(".", 1)[-1], "application/octet-stream"
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

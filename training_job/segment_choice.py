@@ -25,7 +25,7 @@ from movierec.data.dataset import Dataset, Users
 from movierec.popularity import PopularityConfig
 from training_job import baselines
 from training_job.data import LongArray, Positives, implicit_feedback
-from training_job.evaluate import EvalCases, evaluate, metrics_from_ranks, sampled_ranks
+from training_job.evaluate import EvalCases, K, evaluate, metrics_from_ranks, sampled_ranks
 from training_job.publishing import PopularityPolicy
 from training_job.split import concat, leave_last_out
 from training_job.trending import (
@@ -36,7 +36,6 @@ from training_job.trending import (
     trending_counts,
 )
 
-K = 10
 HEADLINE = (f"hr@{K}", f"ndcg@{K}")
 MIN_COVERAGE = 0.1
 """A definition whose attribute is known for fewer users than this is not tried."""

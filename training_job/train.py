@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 
 from training_job.data import Positives
-from training_job.evaluate import EvalCases, FloatMatrix, IntArray, metrics_from_ranks, sampled_ranks
+from training_job.evaluate import EvalCases, FloatMatrix, IntArray, K, metrics_from_ranks, sampled_ranks
 from training_job.model import Mode, NeuMF, NeuMFParams
 from training_job.progress import Progress
 from training_job.sampling import (
@@ -29,8 +29,6 @@ from training_job.sampling import (
     epoch_samples,
     grouped_samples,
 )
-
-K = 10
 
 
 def use_all_cores(threads: int | None = None) -> int:

@@ -20,6 +20,7 @@ from movierec.recommend.service import TRENDING_BUCKETS
 from training_job.data import IntArray, LongArray, Positives
 from training_job.evaluate import (
     EvalCases,
+    K,
     SegmentScorer,
     metrics_from_ranks,
     ranks_of_first,
@@ -27,7 +28,6 @@ from training_job.evaluate import (
     valid_negatives,
 )
 
-K = 10
 SERVING_WINDOW_SECONDS = float(
     TRENDING_BUCKETS * RecommendSettings.model_fields["trending_bucket_seconds"].default
 )

@@ -19,7 +19,8 @@ from movierec.ingest.processor import handle_stream_event
 from movierec.stores.publication import PublicationStore
 from tests.integration.ingest_harness import build_harness
 from tests.support import kinesis_event
-from training_job.pipeline import EXIT_BAD_INPUT, Pipeline, StageInputError, main
+from training_job.__main__ import main
+from training_job.pipeline import EXIT_BAD_INPUT, Pipeline, StageInputError
 
 BUCKET = "movierec-test-artifacts"
 DATA = SyntheticConfig(seed=3, n_users=60, n_movies=40, n_events=900, n_regions=3)
@@ -97,5 +98,5 @@ def test_missing_configuration_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: 
     for name in ("MONGODB_URI", "MONGODB_SECRET_ARN", "ARTIFACT_BUCKET"):
         monkeypatch.delenv(name, raising=False)
 
-    assert main(["--stage", "export"]) == EXIT_BAD_INPUT
+    assert main(["train", "--stage", "export"]) == EXIT_BAD_INPUT
     assert "bad configuration" in capsys.readouterr().err

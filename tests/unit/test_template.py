@@ -420,12 +420,40 @@ def test_functions_join_the_vpc_when_one_is_given(template: dict[str, Any]) -> N
         assert outside == {"Ref": "AWS::NoValue"}
 
 
-def test_msk_is_a_condition_switched_alternative_source(template: dict[str, Any]) -> None:
+def test_kinesis_and_msk_are_each_switched_on_and_both_may_feed_one_deployment(
+    template: dict[str, Any],
+) -> None:
     kinesis = template["Resources"]["IngestFunction"]["Properties"]["Events"]["Stream"]["Properties"]
-    assert kinesis["Enabled"] == {"Fn::If": ["UseMsk", False, True]}
+    assert kinesis["Enabled"] == {"Fn::If": ["UseKinesis", True, False]}
     msk = template["Resources"]["IngestMskMapping"]
     assert msk["Condition"] == "UseMsk"
     assert msk["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert msk["Properties"]["DestinationConfig"] == kinesis["DestinationConfig"]  # one replay queue
+    assert "both" in template["Parameters"]["StreamSource"]["AllowedValues"]
+    conditions = template["Conditions"]
+    for source, uses_kinesis, uses_msk in (
+        ("kinesis", True, False),
+        ("msk", False, True),
+        ("both", True, True),
+    ):
+        assert _condition(conditions, "UseKinesis", StreamSource=source) is uses_kinesis
+        assert _condition(conditions, "UseMsk", StreamSource=source) is uses_msk
+
+
+def _condition(conditions: dict[str, Any], name: str, **parameters: str) -> bool:
+    """Evaluates a condition built of Fn::Or / Fn::Equals over Refs, as CloudFormation would."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return parameters[node["Ref"]]
+        if isinstance(node, dict) and "Fn::Equals" in node:
+            left, right = node["Fn::Equals"]
+            return value(left) == value(right)
+        if isinstance(node, dict) and "Fn::Or" in node:
+            return any(value(item) for item in node["Fn::Or"])
+        return node
+
+    return bool(value(conditions[name]))
 
 
 def test_recommend_uses_snapstart_on_its_published_alias_by_default(template: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from infra.local import cloud, runner
+from infra.local import cloud, jobs, runner
 from infra.local.demo import register as register_demo
 from infra.local.errors import UsageError
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     cloud.register(commands)
     runner.register(commands)
+    jobs.register(commands)
     register_demo(commands)
     return parser
 

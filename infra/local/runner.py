@@ -1,4 +1,7 @@
-"""A docker-free ``sam local``: invoke, start-api, a Kinesis poller and run-job, driven by template.yaml.
+"""A docker-free ``sam local``: invoke, start-api and a Kinesis poller, driven by template.yaml.
+
+``LocalApp`` (the template, the local cloud and the function hosts) is what every command starts from;
+``infra/local/jobs.py`` adds run-job.
 
 Functions run in this process (see ``infra/local/host.py``) with the environment the template gives
 them, resolved for the local stack and pointed at the local cloud. docs/local-runner.md has the details
@@ -10,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -23,23 +24,14 @@ from infra.local.bootstrap import aws_client
 from infra.local.errors import UsageError
 from infra.local.host import FunctionHost, FunctionHosts, HandlerError
 from infra.local.kinesis import KinesisPoller, PollStats
-from infra.local.pipeline import (
-    DEFAULT_MAX_RETRY_DELAY_S,
-    Boto3Calls,
-    LocalEcsTask,
-    LocalExecution,
-    load_definition,
-)
 from infra.local.template import (
     DEFAULT_TEMPLATE,
-    REPO_ROOT,
     STACK_NAME,
     LocalCloud,
     Stack,
     local_environment,
     read_env_vars_file,
     state_dir_for,
-    training_environment,
 )
 
 POLL_INTERVAL_S = 1.0
@@ -137,7 +129,7 @@ def _parameters(pairs: Sequence[str]) -> dict[str, str]:
     return parameters
 
 
-def _app(args: argparse.Namespace) -> LocalApp:
+def app_from_args(args: argparse.Namespace) -> LocalApp:
     env_vars = read_env_vars_file(Path(args.env_vars)) if getattr(args, "env_vars", None) else None
     return LocalApp(
         Path(args.template),
@@ -166,7 +158,7 @@ def read_event(path: str | None) -> Any:
 
 def invoke_command(args: argparse.Namespace) -> int:
     event = read_event(args.event)
-    app = _app(args)
+    app = app_from_args(args)
     app.stack.function(args.function)  # an unknown name fails here, before anything loads
     try:
         result = app.invoke(args.function, event)
@@ -178,7 +170,7 @@ def invoke_command(args: argparse.Namespace) -> int:
 
 
 def start_api_command(args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_from_args(args)
     gateway = app.gateway()
     try:
         server = HttpApiServer(
@@ -212,14 +204,14 @@ def token_command(args: argparse.Namespace) -> int:
         raise UsageError(f"--claims is not valid JSON: {error}") from error
     if not isinstance(extra, dict):
         raise UsageError("--claims must be a JSON object")
-    issuer, audience = _app(args).stack.jwt_authorizer()
+    issuer, audience = app_from_args(args).stack.jwt_authorizer()
     claims = {"sub": args.sub, **extra}
     print(local_jwt(claims, ttl_s=args.ttl, issuer=issuer, audience=audience[0] if audience else ""))
     return 0
 
 
 def poll_command(args: argparse.Namespace) -> int:
-    app = _app(args)
+    app = app_from_args(args)
     poller = app.poller(args.function, batch_size=args.batch_size)
     if args.until_idle:
         stats = poller.drain()
@@ -242,99 +234,10 @@ def poll_command(args: argparse.Namespace) -> int:
         return 0
 
 
-TRAINING_ENTRYPOINT = (sys.executable, "-m", "training_job")
-"""The training image's ENTRYPOINT (python -m training_job), as a local process."""
-
-
-def run_job_command(args: argparse.Namespace) -> int:
-    app = _app(args)
-    job_args = list(args.job_args)
-    if job_args[:1] == ["--"]:
-        job_args = job_args[1:]
-    if args.job == "pipeline":
-        return run_pipeline(app, job_args)
-    environment, command = training_environment(app.stack, app.cloud, environ=app.environ)
-    argv = [*TRAINING_ENTRYPOINT, *(job_args or command or ["train"])]
-    print(f"run-job {args.job}: {' '.join(argv[1:])}", file=sys.stderr)
-    completed = subprocess.run(argv, cwd=REPO_ROOT, env={**app.environ, **environment}, check=False)
-    return completed.returncode
-
-
-def _pipeline_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m infra.local run-job pipeline",
-        description="Run the template's training state machine locally, state by state.",
-    )
-    parser.add_argument("--state-machine", metavar="LOGICAL_ID", help="default: the template's only one")
-    parser.add_argument(
-        "--run-id",
-        "--name",
-        dest="name",
-        help="the execution's name, which the stages get as --run-id (default: local-<UTC time>-<random>)",
-    )
-    parser.add_argument("--input", default="{}", help="the execution's input, JSON (default: {})")
-    parser.add_argument(
-        "--entrypoint",
-        help="command standing in for the training image's ENTRYPOINT (default: python -m training_job)",
-    )
-    parser.add_argument(
-        "--max-retry-delay",
-        type=float,
-        default=DEFAULT_MAX_RETRY_DELAY_S,
-        metavar="SECONDS",
-        help="cap on each Retry (and Wait) delay locally; AWS waits the full interval (default: %(default)s)",
-    )
-    return parser
-
-
-def run_pipeline(app: LocalApp, job_args: Sequence[str]) -> int:
-    """``run-job pipeline``: the state machine's log on stderr, the execution's summary (JSON) on stdout.
-
-    Exit status 0 when the execution succeeded (the gate keeping the published model included), 1 when it
-    failed or timed out, 2 for usage errors.
-    """
-    try:
-        options = _pipeline_parser().parse_args(list(job_args))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    try:
-        execution_input = json.loads(options.input)
-    except ValueError as error:
-        raise UsageError(f"--input is not valid JSON: {error}") from error
-    spec = app.stack.state_machine(options.state_machine)
-    definition = load_definition(spec)
-    environment, command = training_environment(app.stack, app.cloud, environ=app.environ)
-    entrypoint = shlex.split(options.entrypoint) if options.entrypoint else list(TRAINING_ENTRYPOINT)
-
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    endpoint = app.cloud.aws_endpoint_url
-    execution = LocalExecution(
-        definition,
-        name=options.name,
-        state_machine_name=spec.name,
-        run_task=LocalEcsTask(
-            {**app.environ, **environment},
-            entrypoint=entrypoint,
-            cwd=REPO_ROOT,
-            default_command=command,
-            task_definition=spec.substitutions.get("TrainingTaskDefinition"),
-            log=log,
-        ),
-        call_service=Boto3Calls(lambda service: aws_client(service, endpoint)),
-        log=log,
-        max_retry_delay_s=options.max_retry_delay,
-    )
-    result = execution.run(execution_input)
-    print(json.dumps(result.summary(), default=str))
-    return 0 if result.status == "SUCCEEDED" else 1
-
-
 # ---- registration ---------------------------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser, *, env_vars: bool = True) -> None:
+def common_options(parser: argparse.ArgumentParser, *, env_vars: bool = True) -> None:
     parser.add_argument("-t", "--template", default=str(DEFAULT_TEMPLATE), help="default: %(default)s")
     parser.add_argument("--stack-name", default=STACK_NAME, help="default: %(default)s")
     parser.add_argument(
@@ -353,7 +256,7 @@ def _common(parser: argparse.ArgumentParser, *, env_vars: bool = True) -> None:
 
 
 def register(commands: Any) -> None:
-    """Add invoke, start-api, token, poll and run-job to ``python -m infra.local``."""
+    """Add invoke, start-api, token and poll to ``python -m infra.local``."""
     invoke = commands.add_parser(
         "invoke", help="run one function's handler on an event, like sam local invoke"
     )
@@ -361,13 +264,13 @@ def register(commands: Any) -> None:
     invoke.add_argument(
         "-e", "--event", metavar="EVENT.json", help="event file ('-' reads stdin; default {})"
     )
-    _common(invoke)
+    common_options(invoke)
     invoke.set_defaults(func=invoke_command)
 
     api = commands.add_parser("start-api", help="serve the HttpApi routes locally, like sam local start-api")
     api.add_argument("-p", "--port", type=int, default=3000)
     api.add_argument("--host", default="127.0.0.1")
-    _common(api)
+    common_options(api)
     api.set_defaults(func=start_api_command)
 
     token = commands.add_parser(
@@ -376,7 +279,7 @@ def register(commands: Any) -> None:
     token.add_argument("--sub", default="42", help="the user id (default: %(default)s)")
     token.add_argument("--claims", default="{}", help="more claims, as a JSON object")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
-    _common(token, env_vars=False)
+    common_options(token, env_vars=False)
     token.set_defaults(func=token_command)
 
     poll = commands.add_parser(
@@ -390,24 +293,5 @@ def register(commands: Any) -> None:
         "--until-idle", action="store_true", help="drain the stream, print the stats as JSON and exit"
     )
     poll.add_argument("--interval", type=float, default=POLL_INTERVAL_S, help="seconds between polls")
-    _common(poll)
+    common_options(poll)
     poll.set_defaults(func=poll_command)
-
-    job = commands.add_parser(
-        "run-job",
-        help="run the training container, or the whole training state machine, as local processes",
-        description=(
-            "Options (-t, --stack-name ...) go before the job name: run-job -t T training -- ARGS. "
-            "`training` runs python -m training_job ARGS with the training task's environment; "
-            "`pipeline` runs the template's state machine state by state (run-job pipeline --help)."
-        ),
-    )
-    job.add_argument("job", choices=["training", "pipeline"])
-    job.add_argument(
-        "job_args",
-        nargs=argparse.REMAINDER,
-        help="everything after the job name (and an optional --): python -m training_job's arguments, "
-        "or the pipeline's options",
-    )
-    _common(job, env_vars=False)
-    job.set_defaults(func=run_job_command)

@@ -16,7 +16,15 @@ import jwt
 import pytest
 
 from infra.local.__main__ import main as run_cli
-from infra.local.apigw import HttpApiGateway, HttpRequest
+from infra.local.apigw import (
+    AuthError,
+    HttpApiGateway,
+    HttpRequest,
+    JwtVerifier,
+    SigningKey,
+    local_jwt,
+    local_signing_key,
+)
 from infra.local.template import (
     DEFAULT_TEMPLATE,
     LOCAL_USER_POOL_CLIENT_ID,
@@ -25,7 +33,6 @@ from infra.local.template import (
     Route,
     Stack,
 )
-from infra.local.tokens import AuthError, JwtVerifier, SigningKey, local_jwt, local_signing_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_TEMPLATE = REPO_ROOT / "tests" / "fixtures" / "runner_app" / "template.yaml"

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from infra.local import runner
+from infra.local import jobs
 from infra.local.__main__ import main as run_cli
 from infra.local.apigw import (
     Cors,
@@ -25,6 +25,7 @@ from infra.local.apigw import (
     HttpRequest,
     gateway_claims,
     gateway_response,
+    local_jwt,
     match_route,
 )
 from infra.local.errors import UsageError
@@ -33,7 +34,6 @@ from infra.local.kinesis import KinesisPoller, PollStats
 from infra.local.lambda_context import LambdaContext
 from infra.local.sample_events import EVENTS_DIR, build, render
 from infra.local.template import DEFAULT_TEMPLATE, LocalCloud, Route, Stack, local_environment
-from infra.local.tokens import local_jwt
 from movierec.events import parse_event
 from tests.unit.test_statemachine import job_calls, write_fake_job
 
@@ -468,7 +468,7 @@ def test_run_job_pipeline_notifies_the_local_topic_when_the_gate_keeps_the_model
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     template, script, _ = pipeline_template
-    monkeypatch.setattr(runner, "aws_client", lambda service, endpoint: boto3.client(service, "us-east-1"))
+    monkeypatch.setattr(jobs, "aws_client", lambda service, endpoint: boto3.client(service, "us-east-1"))
     sns, sqs = boto3.client("sns", "us-east-1"), boto3.client("sqs", "us-east-1")
     topic = sns.create_topic(Name="movierec-local-training")["TopicArn"]
     queue = sqs.create_queue(QueueName="notices")["QueueUrl"]
@@ -497,7 +497,7 @@ def test_run_job_pipeline_exits_1_when_the_execution_fails(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     template, script, log = pipeline_template
-    monkeypatch.setattr(runner, "aws_client", lambda service, endpoint: boto3.client(service, "us-east-1"))
+    monkeypatch.setattr(jobs, "aws_client", lambda service, endpoint: boto3.client(service, "us-east-1"))
     boto3.client("sns", "us-east-1").create_topic(Name="movierec-local-training")
     monkeypatch.setenv("FAKE_JOB_PLAN", json.dumps({"export": [2]}))
     assert pipeline_cli(template, script, "--max-retry-delay", "0") == 1

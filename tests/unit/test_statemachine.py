@@ -17,7 +17,7 @@ import pytest
 from moto import mock_aws
 
 from infra.local.errors import UsageError
-from infra.local.pipeline import (
+from infra.local.statemachine import (
     Boto3Calls,
     ExecutionResult,
     LocalEcsTask,

@@ -135,7 +135,7 @@ def test_duplicate_keys_are_reported_per_op_and_the_rest_applies(db: Database[Do
 def test_equality_filters_on_indexed_fields(db: Database[Document]) -> None:
     """Upserts find what they must: array elements, numbers of another type, documents indexed later.
 
-    These guard the shortcuts infra/local/servers.py:patch_mongoeco adds to mongoeco.
+    These guard the shortcuts infra/local/servers/mongoeco_patches.py adds to mongoeco.
     """
     items = db["items"]
     items.insert_many([{"k": "a", "tags": ["x", "y"]}, {"k": "b", "n": 1, "tags": "plain"}])

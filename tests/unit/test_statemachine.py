@@ -1,5 +1,5 @@
 """The training pipeline's state machine (infra/statemachine/training.asl.json) as the template deploys it,
-and the local interpreter that runs it (infra/local/pipeline.py), here with a fake job standing in for
+and the local interpreter that runs it (infra/local/statemachine/), here with a fake job standing in for
 ``python -m training_job train``."""
 
 from __future__ import annotations

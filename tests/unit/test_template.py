@@ -1,5 +1,5 @@
 """template.yaml: its contract with the settings models, its security properties, and how the local
-runner reads and resolves it (infra/local/template.py)."""
+runner reads and resolves it (infra/local/template/)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import torch
 
 from movierec.artifact import ArtifactMetadata, ModelArtifact, UserVector, Weights
 from movierec.data.dataset import Movies, Users
+from movierec.history import HISTORY_LENGTH
 from training_job import baselines
 from training_job.data import Positives
 from training_job.evaluate import (
@@ -44,7 +45,7 @@ from training_job.split import leave_last_out
 from training_job.train import TrainData, TrainOptions, TrainResult, train_neumf, use_all_cores
 from training_job.tune import TuneResult, tune_neumf
 
-RECENT = 50  # fold-in uses a user's latest movies, as many as the serving side keeps
+RECENT = HISTORY_LENGTH  # fold-in reads a user's latest movies, as many as serving reads
 COLD_USER_PAIRS = 5  # users with at most this many training pairs form the cold-user slice
 RETRIEVE = 200  # candidates retrieved by the GMF dot product before NeuMF re-ranks them
 

@@ -11,6 +11,7 @@ import pymongo
 import pymongo.monitoring
 import redis
 
+from movierec.history import HISTORY_LENGTH
 from movierec.ingest.rebuild import RebuildSummary, rebuild_realtime
 from movierec.ingest.service import IngestService, StoreRetry
 from movierec.stores.deadletter import DeadLetterQueue
@@ -22,7 +23,7 @@ TRENDING = TrendingPolicy(bucket_seconds=3600, buckets_kept=24 * 365 * 10)  # ke
 MAX_CLOCK_SKEW_SECONDS = 300
 NO_RETRY = StoreRetry(budget_seconds=0)  # a store failure fails the batch at once, as most tests want
 NOW = BASE_TIME.timestamp() + 400 * 86_400  # after every test event; TRENDING keeps them all "recent"
-RECENT_LENGTH = 5
+RECENT_LENGTH = HISTORY_LENGTH  # what ingest keeps by default: what the model reads
 APPLIED_TTL_SECONDS = 8 * 24 * 3600
 
 

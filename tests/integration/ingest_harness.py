@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,13 @@ import pymongo.monitoring
 import redis
 
 from movierec.history import HISTORY_LENGTH
+from movierec.ingest.processor import handle_stream_event
 from movierec.ingest.rebuild import RebuildSummary, rebuild_realtime
 from movierec.ingest.service import IngestService, StoreRetry
 from movierec.stores.deadletter import DeadLetterQueue
 from movierec.stores.documents import EventDocuments
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
-from tests.support import BASE_TIME
+from tests.support import BASE_TIME, event_payload
 
 TRENDING = TrendingPolicy(bucket_seconds=3600, buckets_kept=24 * 365 * 10)  # keep test-era buckets
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -128,3 +130,39 @@ def build_harness(
         clock=lambda: NOW,
     )
     return Harness(service, mongo[database], cache, queue_url)
+
+
+LogLines = Callable[[], list[dict[str, Any]]]
+"""The Powertools logger's JSON lines so far (the ``log_lines`` fixture)."""
+
+
+def outcomes(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(correlation id, message) of each per-event line."""
+    return [
+        (line["correlation_id"], line["message"]) for line in lines if line["message"].startswith("event ")
+    ]
+
+
+def event_ids(payloads: list[bytes]) -> list[str]:
+    return [json.loads(payload)["event_id"] for payload in payloads]
+
+
+def mixed_batch() -> list[bytes]:
+    return [
+        event_payload("signup", 0, user_id="u1", region="EU", country="FR"),
+        event_payload("signup", 1, user_id="u2", region="US"),
+        event_payload("movie_upsert", 2, movie_id=10, title="Alien", genres=["Horror", "Sci-Fi"], year=1979),
+        event_payload("movie_upsert", 3, movie_id=20, title="Heat", genres=["Crime"], year=1995),
+        event_payload("rating", 4, user_id="u1", movie_id=10, rating=4.5),
+        event_payload("watch", 5, user_id="u1", movie_id=20, seconds_watched=5000, completion=0.8),
+        event_payload("click", 6, user_id="u2", movie_id=10),
+        event_payload("add_to_list", 7, user_id="u2", movie_id=20),
+        event_payload("search", 8, user_id="u1", query="ridley scott"),
+        event_payload("impression", 9, user_id="u1", recommendation_id="r-1", movie_ids=[10, 20]),
+    ]
+
+
+def ingest(harness: Harness, event: dict[str, Any]) -> list[str]:
+    """Runs one batch; returns the identifiers Lambda would be told to retry."""
+    response = handle_stream_event(event, None, harness.service.ingest)
+    return [str(failure["itemIdentifier"]) for failure in response["batchItemFailures"]]

@@ -14,7 +14,7 @@ import pytest
 from movierec.ingest.processor import handle_stream_event
 from movierec.ingest.rebuild import main
 from movierec.stores import aws
-from tests.integration.ingest_harness import APPLIED_TTL_SECONDS, RECENT_LENGTH, Harness, build_harness
+from tests.integration.ingest_harness import APPLIED_TTL_SECONDS, RECENT_LENGTH, Harness
 from tests.support import BASE_TIME, event_payload, kinesis_event
 
 USERS = 12
@@ -52,11 +52,6 @@ def ingest_all(harness: Harness, payloads: list[bytes], batch: int = 40) -> None
     for start in range(0, len(payloads), batch):
         event = kinesis_event(payloads[start : start + batch], first_sequence=start)
         assert handle_stream_event(event, None, harness.service.ingest) == {"batchItemFailures": []}
-
-
-@pytest.fixture
-def harness(mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset: str) -> Harness:
-    return build_harness(mongo_uri, mongo_database_name, redis_url, aws_endpoint=aws_reset)
 
 
 def test_a_redis_that_lost_everything_is_rebuilt_exactly(harness: Harness) -> None:

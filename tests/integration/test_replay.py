@@ -25,17 +25,12 @@ from movierec.stores import aws
 from movierec.stores.failure_queue import FailureQueue
 from movierec.stores.stream import KinesisStream
 from movierec.stores.stream_reader import KinesisRangeReader, RecordsUnavailableError, StreamRange
-from tests.integration.ingest_harness import Harness, build_harness
+from tests.integration.ingest_harness import Harness
 from tests.support import event_payload
 
 STREAM = "movierec-test-replay"
 EVENTS = 300
 USERS = 40
-
-
-@pytest.fixture
-def harness(mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset: str) -> Harness:
-    return build_harness(mongo_uri, mongo_database_name, redis_url, aws_endpoint=aws_reset)
 
 
 @pytest.fixture

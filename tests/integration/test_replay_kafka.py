@@ -64,11 +64,6 @@ def topic(broker: Broker) -> str:
     return f"movierec-events-{next(_topics)}"
 
 
-@pytest.fixture
-def harness(mongo_uri: str, mongo_database_name: str, redis_url: str, aws_reset: str) -> Harness:
-    return build_harness(mongo_uri, mongo_database_name, redis_url, aws_endpoint=aws_reset)
-
-
 def produce(broker: Broker, topic: str, records: Sequence[tuple[bytes, str]]) -> dict[int, list[Any]]:
     """Produce keyed records; return each partition's messages as the broker stores them, in order."""
     for payload, key in records:

@@ -12,9 +12,9 @@ import pymongo
 import pymongo.monitoring
 import redis
 
+from infra.ops.rebuild import RebuildSummary, rebuild_realtime
 from movierec.history import HISTORY_LENGTH
 from movierec.ingest.processor import handle_stream_event
-from movierec.ingest.rebuild import RebuildSummary, rebuild_realtime
 from movierec.ingest.service import IngestService, StoreRetry
 from movierec.stores.deadletter import DeadLetterQueue
 from movierec.stores.documents import EventDocuments

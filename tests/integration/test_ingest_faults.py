@@ -3,7 +3,7 @@
 The local Kinesis mapping (``infra.local.kinesis``) drives the ingest service over moto's Kinesis; a
 store is stopped from a pymongo ``CommandListener`` at a chosen insert, so that some batches exhaust
 their retries and go to the on-failure queue; the store is restarted from the mapping's loop (just
-before a chosen invocation), and ``movierec.ingest.replay`` then replays the queue. Nothing waits on
+before a chosen invocation), and ``infra.ops.replay`` then replays the queue. Nothing waits on
 a clock: every stop and start is triggered by a counted command or invocation.
 """
 
@@ -21,11 +21,11 @@ import pymongo.monitoring
 from infra.local.kinesis import KinesisPoller, PollStats
 from infra.local.servers import MongoServer, RedisServer
 from infra.local.template import KinesisSource
+from infra.ops.failure_queue import FailureQueue
+from infra.ops.replay import replay_queue
+from infra.ops.stream_reader import KinesisRangeReader
 from movierec.ingest.processor import handle_stream_event
-from movierec.ingest.replay import replay_queue
-from movierec.stores.failure_queue import FailureQueue
 from movierec.stores.stream import KinesisStream
-from movierec.stores.stream_reader import KinesisRangeReader
 from tests.integration.ingest_harness import Harness, build_harness
 from tests.support import event_payload, kinesis_event
 

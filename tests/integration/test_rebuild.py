@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from infra.ops.rebuild import main
 from movierec.ingest.processor import handle_stream_event
-from movierec.ingest.rebuild import main
 from movierec.stores import aws
 from tests.integration.ingest_harness import APPLIED_TTL_SECONDS, RECENT_LENGTH, Harness
 from tests.support import BASE_TIME, event_payload, kinesis_event

@@ -17,14 +17,14 @@ import pytest
 from infra.local.kinesis import KinesisPoller, kinesis_event
 from infra.local.kinesis import StreamRecord as LocalRecord
 from infra.local.template import KinesisSource
+from infra.ops.failure_queue import FailureQueue
+from infra.ops.replay import BatchFailure, main, parse_failure, replay, replay_queue
+from infra.ops.stream_reader import KinesisRangeReader, RecordsUnavailableError, StreamRange
 from movierec.contracts import StreamRecord
 from movierec.ingest.processor import handle_stream_event
-from movierec.ingest.replay import BatchFailure, main, parse_failure, replay, replay_queue
 from movierec.ingest.service import BatchResult
 from movierec.stores import aws
-from movierec.stores.failure_queue import FailureQueue
 from movierec.stores.stream import KinesisStream
-from movierec.stores.stream_reader import KinesisRangeReader, RecordsUnavailableError, StreamRange
 from tests.integration.ingest_harness import Harness
 from tests.support import event_payload
 

@@ -24,13 +24,13 @@ from typing import Any
 import boto3
 import pytest
 
+from infra.ops.failure_queue import FailureQueue
+from infra.ops.kafka_reader import KafkaAccess, KafkaRangeReader
+from infra.ops.replay import BatchFailure, parse_failure, replay_queue
+from infra.ops.stream_reader import RecordsUnavailableError, StreamRange
 from movierec.contracts import StreamRecord
 from movierec.ingest.processor import handle_stream_event
-from movierec.ingest.replay import BatchFailure, parse_failure, replay_queue
 from movierec.ingest.service import BatchResult
-from movierec.stores.failure_queue import FailureQueue
-from movierec.stores.kafka_reader import KafkaAccess, KafkaRangeReader
-from movierec.stores.stream_reader import RecordsUnavailableError, StreamRange
 from tests.integration.ingest_harness import Harness, build_harness
 from tests.integration.test_ingest_faults import event_id, seeded_events
 

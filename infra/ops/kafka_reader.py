@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from infra.ops.stream_reader import StreamRange
 from movierec.contracts import StreamRecord
 from movierec.errors import StoreUnavailableError
-from movierec.stores.stream_reader import StreamRange
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message

@@ -1,7 +1,7 @@
 """Reading a range of one Kinesis shard back, as ingest received it: what replaying an exhausted batch needs.
 
 A :class:`StreamRange` names what an on-failure message points at, for either stream: a Kinesis shard
-between two sequence numbers, or a Kafka partition between two offsets (``stores.kafka_reader``).
+between two sequence numbers, or a Kafka partition between two offsets (``infra.ops.kafka_reader``).
 
 An exhausted batch's on-failure message carries only the shard and the first and last sequence numbers
 (never the data), so the records are read again from the stream with ``AT_SEQUENCE_NUMBER``. That works

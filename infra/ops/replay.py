@@ -13,7 +13,7 @@ as ingested: ingest parks them on the dead-letter queue). Anything else stays in
 run: a transient store failure, or records that can no longer be read (then a person has to decide).
 Messages of another shape (the poison records sharing the queue) are left untouched.
 
-``python -m movierec.ingest.replay --queue-url URL [--max-messages N]`` runs it (docs/operations.md).
+``python -m infra.ops.replay --queue-url URL [--max-messages N]`` runs it (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from infra.ops.failure_queue import FailureQueue, QueueMessage
+from infra.ops.stream_reader import RecordsUnavailableError, StreamRange
 from movierec.contracts import StreamRecord
 from movierec.errors import StoreUnavailableError
 from movierec.ingest.service import BatchResult
 from movierec.observability import logger
-from movierec.stores.failure_queue import FailureQueue, QueueMessage
-from movierec.stores.stream_reader import RecordsUnavailableError, StreamRange
 
 BatchHandler = Callable[[Sequence[StreamRecord]], BatchResult]
 DEFAULT_CHUNK = 100
@@ -270,7 +270,7 @@ def replay_queue(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m movierec.ingest.replay",
+        prog="python -m infra.ops.replay",
         description="Replay exhausted Kinesis and MSK/Kafka batches from the ingest on-failure queue.",
     )
     parser.add_argument("--queue-url", required=True, help="the SQS queue exhausted batches are sent to")
@@ -290,10 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--max-messages and --chunk-size must be at least 1")
 
     # Imported here: building the service reads IngestSettings from the environment and connects.
+    from infra.ops.kafka_reader import KafkaAccess, KafkaRangeReader
+    from infra.ops.stream_reader import KinesisRangeReader
     from movierec.config import IngestSettings
     from movierec.ingest.wiring import build_ingest_service
-    from movierec.stores.kafka_reader import KafkaAccess, KafkaRangeReader
-    from movierec.stores.stream_reader import KinesisRangeReader
 
     access = KafkaAccess(
         iam=args.kafka_auth == "iam",

@@ -16,7 +16,7 @@ ingest makes during that recount may be lost from the current buckets (a trendin
 record). Profiles go first, then movies, then engagements, so each engagement finds its user's region
 and counts in its regional trending at once.
 
-``python -m movierec.ingest.rebuild [--since ISO-8601]`` runs it with the ingest function's settings
+``python -m infra.ops.rebuild [--since ISO-8601]`` runs it with the ingest function's settings
 (docs/operations.md). Without ``--since`` it reads every stored event of the types that change state.
 """
 
@@ -82,7 +82,7 @@ def rebuild_realtime(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m movierec.ingest.rebuild",
+        prog="python -m infra.ops.rebuild",
         description="Rebuild Redis's real-time state (seen, recent, profiles, catalogue, trending) from"
         " the events stored in MongoDB. Idempotent; safe while ingest runs.",
     )

@@ -80,13 +80,14 @@ from movierec.config import RecommendSettings
 from movierec.contracts import Engagement, MovieChange, ProfileChange
 from movierec.data.synthetic import GENRES, REGIONS, SyntheticConfig, generate
 from movierec.publication import Item, MovieInfo, encode_items
+from movierec.recommend.snapshot import SNAPSHOT_KEY
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
 from movierec.stores.publication import PIPELINE_CHUNK, PublicationStore, PublicationWriter
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from training_job.fit import FitConfig, fit
 from training_job.model import NeuMFParams
-from training_job.publishing import SNAPSHOT_KEY, publish
+from training_job.publishing import publish
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_FILE = REPO_ROOT / "functions" / "recommend" / "app.py"

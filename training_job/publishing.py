@@ -19,11 +19,10 @@ from movierec.artifact import ModelArtifact
 from movierec.data.dataset import Dataset
 from movierec.popularity import PopularityConfig, RankedList, segment_popularity
 from movierec.publication import Item, Manifest, MovieInfo, new_version_id
-from movierec.recommend.snapshot import snapshot_json
+from movierec.recommend.snapshot import SNAPSHOT_KEY, snapshot_json
 from movierec.stores.blobs import BlobStore
 from movierec.stores.publication import PublicationStore
 
-SNAPSHOT_KEY = "snapshots/popularity.json"
 DEFAULT_POPULARITY = PopularityConfig()
 _LEGACY = Manifest(version="", created_at=0.0, data_cutoff=0.0)  # what a manifest without the fields means
 

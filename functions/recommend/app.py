@@ -1,30 +1,34 @@
-"""Recommend Lambda: the HTTP API. Routes parse and validate, call the recommender, respond.
+"""Recommend Lambda: the HTTP API. One route table (``ROUTES``); each route parses and validates, calls
+the recommender, responds.
 
 No ``from __future__ import annotations`` here: Powertools reads the route signatures at runtime to
 validate requests and to generate the OpenAPI document.
 """
 
-import gc
 import json
 import warnings
+from collections.abc import Callable
 from http import HTTPStatus
+from pathlib import Path
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from movierec.config import RecommendSettings
 from movierec.errors import StoreUnavailableError
 from movierec.observability import correlate_http_request, logger, metrics, trace_lambda_handler, tracer
-from movierec.recommend import api, hot_path
+from movierec.recommend import api, endpoint, tuning
 from movierec.recommend.service import UnknownGenreError
 from movierec.recommend.wiring import build_recommender
 
-recommender = build_recommender(RecommendSettings())
+# The snapshot and the model are loaded here, at init (see movierec.recommend.wiring).
+recommender = build_recommender(RecommendSettings(), package_dir=Path(__file__).resolve().parent)
 
 # /health and /v1/movies/{id}/similar publish no application metrics; Powertools would warn on every
 # such request (this is its documented opt-out).
@@ -36,14 +40,20 @@ try:  # Lambda SnapStart: connections captured in the snapshot are stale after a
     register_after_restore(recommender.reconnect)
 except ImportError:  # not running under SnapStart
     pass
-app = APIGatewayHttpResolver(enable_validation=True)
-app.configure_openapi(
-    title="movierec API",
-    version="1",
-    summary="Personalised movie recommendations, popular movies and similar movies.",
-    security_schemes={"jwt": HTTPBearer(bearerFormat="JWT", description="API Gateway JWT authorizer")},
-)
+
 SIGNED_IN: list[dict[str, list[str]]] = [{"jwt": []}]
+UNAUTHORIZED: dict[str, Any] = {
+    "description": "No usable token: missing, malformed, expired, or not issued for this API. API Gateway's"
+    " JWT authorizer answers this, before the function runs; its www-authenticate header says why.",
+    "headers": {
+        "www-authenticate": {
+            "description": 'e.g. `Bearer scope="" error="invalid_token" error_description="the token has'
+            ' expired"`',
+            "schema": {"type": "string"},
+        }
+    },
+    "content": {"application/json": {"model": api.GatewayError}},
+}
 
 
 def _responses(ok: type[BaseModel], *errors: HTTPStatus) -> dict[int, Any]:
@@ -61,66 +71,30 @@ def _responses(ok: type[BaseModel], *errors: HTTPStatus) -> dict[int, Any]:
     return documented
 
 
-UNAUTHORIZED: dict[str, Any] = {
-    "description": "No usable token: missing, malformed, expired, or not issued for this API. API Gateway's"
-    " JWT authorizer answers this, before the function runs; its www-authenticate header says why.",
-    "headers": {
-        "www-authenticate": {
-            "description": 'e.g. `Bearer scope="" error="invalid_token" error_description="the token has'
-            ' expired"`',
-            "schema": {"type": "string"},
-        }
-    },
-    "content": {"application/json": {"model": api.GatewayError}},
-}
-
-
-K = Annotated[int, Query(ge=1, le=api.MAX_K, description="How many movies to return.")]
-Genre = Annotated[str | None, Query(pattern=api.GENRE_PATTERN, description="Only movies of this genre.")]
-
-
-class UnauthorizedError(Exception):
-    pass
-
-
 class UnknownMovieError(Exception):
     pass
 
 
-@app.get(
-    "/v1/recommendations",
-    summary="Personalised recommendations for the signed-in user",
-    security=SIGNED_IN,
-    responses=_responses(api.RecommendationList, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED),
-)
-@tracer.capture_method
-def get_recommendations(k: K = 10, genre: Genre = None) -> api.RecommendationList:
-    claims = app.current_event.request_context.authorizer.jwt_claim or {}
-    user_id = claims.get("sub")
-    if not isinstance(user_id, str) or not user_id:
-        raise UnauthorizedError
-    result = recommender.recommend(user_id, k, genre)
-    api.record_metrics(result)
-    return api.recommendation_list(result)
+# ---- the routes Powertools' resolver answers -----------------------------------------------------------
+
+routes = APIGatewayHttpRouter()  # type: ignore[no-untyped-call]  # Powertools leaves it unannotated
 
 
-@app.get(
+@routes.get(
     "/v1/popular",
     summary="Popular movies, for anonymous visitors",
     responses=_responses(api.RecommendationList, HTTPStatus.BAD_REQUEST),
 )
 @tracer.capture_method
 def get_popular(
-    k: K = 10,
-    genre: Genre = None,
-    region: Annotated[str | None, Query(pattern=api.REGION_PATTERN)] = None,
-) -> api.RecommendationList:
+    k: api.K = api.DEFAULT_K, genre: api.Genre = None, region: api.Region = None
+) -> Response[str]:
     result = recommender.popular(region, k, genre)
     api.record_metrics(result)
-    return api.recommendation_list(result)
+    return Response(HTTPStatus.OK.value, content_types.APPLICATION_JSON, api.recommendation_json(result))
 
 
-@app.get(
+@routes.get(
     "/v1/movies/<movie_id>/similar",
     summary="Movies similar to this one",
     security=SIGNED_IN,
@@ -133,14 +107,14 @@ def get_popular(
     ),
 )
 @tracer.capture_method
-def get_similar(movie_id: Annotated[int, Path(ge=1)], k: K = 10) -> api.SimilarMovies:
+def get_similar(movie_id: Annotated[int, PathParam(ge=1)], k: api.K = api.DEFAULT_K) -> api.SimilarMovies:
     items = recommender.similar(movie_id, k)
     if items is None:
         raise UnknownMovieError(movie_id)
     return api.SimilarMovies(movie_id=movie_id, items=[api.movie(item) for item in items])
 
 
-@app.get("/health", summary="Liveness and the published version")
+@routes.get("/health", summary="Liveness and the published version")
 def get_health() -> api.Health:
     try:
         version = recommender.published_version()
@@ -149,36 +123,36 @@ def get_health() -> api.Health:
     return api.Health(status="ok", published_version=version)
 
 
-@app.exception_handler(RequestValidationError)
-def bad_request(error: RequestValidationError) -> Response[Any]:
-    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in error.errors())
-    return _error(HTTPStatus.BAD_REQUEST, "invalid_request", problems)
+def _resolver() -> APIGatewayHttpResolver:
+    resolver = APIGatewayHttpResolver(enable_validation=True)
+    resolver.configure_openapi(
+        title="movierec API",
+        version="1",
+        summary="Personalised movie recommendations, popular movies and similar movies.",
+        security_schemes={"jwt": HTTPBearer(bearerFormat="JWT", description="API Gateway JWT authorizer")},
+    )
+    resolver.include_router(routes)
+    resolver.exception_handler(RequestValidationError)(bad_request)
+    resolver.exception_handler(UnknownGenreError)(unknown_genre)
+    resolver.exception_handler(UnknownMovieError)(unknown_movie)
+    resolver.exception_handler(StoreUnavailableError)(store_unavailable)
+    return resolver
 
 
-@app.exception_handler(UnknownGenreError)
-def unknown_genre(error: UnknownGenreError) -> Response[Any]:
+def bad_request(error: RequestValidationError) -> Response[str]:
+    message = api.problems(error.errors(), skip=1)  # the location's first part is "query" or "path"
+    return _error(HTTPStatus.BAD_REQUEST, "invalid_request", message)
+
+
+def unknown_genre(error: UnknownGenreError) -> Response[str]:
     return _error(HTTPStatus.BAD_REQUEST, "unknown_genre", f"unknown genre {error}")
 
 
-@app.exception_handler(UnknownMovieError)
-def unknown_movie(error: UnknownMovieError) -> Response[Any]:
+def unknown_movie(error: UnknownMovieError) -> Response[str]:
     return _error(HTTPStatus.NOT_FOUND, "unknown_movie", f"movie {error} is not known to the model")
 
 
-@app.exception_handler(UnauthorizedError)
-def unauthorized(_: UnauthorizedError) -> Response[Any]:
-    """A token without a subject: answered as API Gateway's authorizer answers a bad token, so that
-    clients see one 401."""
-    return Response(
-        status_code=HTTPStatus.UNAUTHORIZED.value,
-        content_type=content_types.APPLICATION_JSON,
-        body=api.GatewayError(message="Unauthorized").model_dump_json(),
-        headers={"www-authenticate": 'Bearer error="invalid_token" error_description="no subject"'},
-    )
-
-
-@app.exception_handler(StoreUnavailableError)
-def store_unavailable(error: StoreUnavailableError) -> Response[Any]:
+def store_unavailable(error: StoreUnavailableError) -> Response[str]:
     """Any route the store's outage reaches (routes with a fallback never let it through)."""
     logger.warning("store unavailable", extra={"error": str(error)})
     return _error(
@@ -186,9 +160,24 @@ def store_unavailable(error: StoreUnavailableError) -> Response[Any]:
     )
 
 
-def _error(status: HTTPStatus, code: str, message: str) -> Response[Any]:
-    body = api.ErrorBody(error=code, message=message).model_dump_json()
-    return Response(status_code=status.value, content_type=content_types.APPLICATION_JSON, body=body)
+def _error(status: HTTPStatus, code: str, message: str) -> Response[str]:
+    return Response(status.value, content_types.APPLICATION_JSON, api.error_json(code, message))
+
+
+app = _resolver()
+
+
+# ---- the route table -------------------------------------------------------------------------------------
+
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+ROUTES: dict[str, Handler] = {
+    # Its own parser and encoder, without the resolver's per-request cost (movierec.recommend.endpoint).
+    endpoint.ROUTE_KEY: lambda event, _context: endpoint.handle(recommender, event),
+    "GET /v1/popular": app.resolve,
+    "GET /v1/movies/{movie_id}/similar": app.resolve,
+    "GET /health": app.resolve,
+}
 
 
 @logger.inject_lambda_context
@@ -196,11 +185,14 @@ def _error(status: HTTPStatus, code: str, message: str) -> Response[Any]:
 @trace_lambda_handler  # a user's recommendations stay out of traces
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    # The hot route's plain case skips the resolver's per-request cost; everything else, errors
-    # included, goes through the resolver (see movierec.recommend.hot_path).
-    request = hot_path.parse(event)
-    response = hot_path.answer(recommender, request) if request is not None else None
-    return response if response is not None else app.resolve(event, context)
+    return ROUTES.get(event.get("routeKey", ""), app.resolve)(event, context)
+
+
+def get_recommendations(k: api.K = api.DEFAULT_K, genre: api.Genre = None) -> api.RecommendationList:
+    """``GET /v1/recommendations`` as the OpenAPI document describes it: ``endpoint.handle`` answers the
+    route (its query is ``api.RecommendationQuery``, of these same types); this signature only gives
+    the document its shape."""
+    raise NotImplementedError(endpoint.ROUTE_KEY)
 
 
 def openapi_document() -> str:
@@ -209,7 +201,14 @@ def openapi_document() -> str:
     Request validation answers 400 with an ErrorBody (see ``bad_request``), so Powertools' generic 422
     entries are left out: they would describe a response this API never sends.
     """
-    document = json.loads(app.get_openapi_json_schema())
+    documented = _resolver()
+    documented.get(
+        "/v1/recommendations",
+        summary="Personalised recommendations for the signed-in user",
+        security=SIGNED_IN,
+        responses=_responses(api.RecommendationList, HTTPStatus.BAD_REQUEST, HTTPStatus.UNAUTHORIZED),
+    )(get_recommendations)
+    document = json.loads(documented.get_openapi_json_schema())
     for operation in (op for path in document["paths"].values() for op in path.values()):
         operation.get("responses", {}).pop("422", None)
     for unused in ("HTTPValidationError", "ValidationError"):
@@ -217,12 +216,7 @@ def openapi_document() -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-# Latency, measured (docs/benchmarks.md): what init built lives as long as the container, so it is moved
-# out of the collector's sight; and a request's garbage is freed by reference counting, so collections
-# can be rare. With CPython's default (one every 700 allocations, about every 5 requests here) they
-# were the cached path's p99.
-gc.freeze()
-gc.set_threshold(50_000)
+tuning.settle_after_init()  # last: everything init built is in place
 
 if __name__ == "__main__":
     print(openapi_document(), end="")

@@ -84,8 +84,7 @@ def blobs(aws_reset: str) -> BlobStore:
 
 def online_recommender(client: redis.Redis, blobs: BlobStore) -> Recommender:
     """The recommender as the function wires it: the published version's artifact, loaded from S3."""
-    store = ServingStore(client)
-    return Recommender(store, PopularitySnapshot(), POLICY, scorer=ScorerCache(store, blobs))
+    return Recommender(ServingStore(client), PopularitySnapshot(), POLICY, scorer=ScorerCache(blobs))
 
 
 @pytest.fixture

@@ -164,11 +164,11 @@ def test_a_heavy_users_seen_set_is_not_read_whole_for_a_usable_list(
     version = publish_version(redis_client, blobs, {"hal": items(5, 3, 1, 2, 4)})
     watched_long_ago(redis_client, "hal", [3, *range(1_000, 4_000)])  # 3,001 movies, one of them listed
 
-    view = ServingStore(redis_client).user_view(version, "hal")
+    user = ServingStore(redis_client).read_user("hal")
     result = recommender(redis_client).recommend("hal", k=3)
 
-    assert view.seen_listed == {3}
-    assert view.context is None
+    assert user.publication.version == version
+    assert (user.seen, user.complete) == (frozenset({3}), False)
     assert (result.tier, [i.movie_id for i in result.items]) == (Tier.PERSONALIZED, [5, 1, 2])
 
 
@@ -180,10 +180,10 @@ def test_a_list_published_in_format_1_still_serves_minus_seen_movies(
     redis_client.set(keys.recommendations(version, "ivy"), json.dumps(rows, separators=(",", ":")))
     watched_long_ago(redis_client, "ivy", [3, 9])
 
-    view = ServingStore(redis_client).user_view(version, "ivy")
+    user = ServingStore(redis_client).read_user("ivy")
     result = recommender(redis_client).recommend("ivy", k=3)
 
-    assert view.seen_listed == {3, 9}, "format 1: the whole seen set, as before"
+    assert user.seen == frozenset({3, 9}), "format 1: the whole seen set, as before"
     assert (result.tier, [i.movie_id for i in result.items]) == (Tier.PERSONALIZED, [5, 1, 2])
 
 

@@ -77,11 +77,12 @@ class RecommendSettings(RedisSettings):
     redis_socket_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     artifact_bucket: str = Field(description="S3 bucket holding published model artifacts.")
     deadline_ms: int = Field(default=100, ge=5, le=10_000)
-    default_k: int = Field(default=10, ge=1, le=100)
     online_cache_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
     trending_bucket_seconds: int = Field(default=3_600, ge=60, le=86_400)
     popularity_snapshot_path: str | None = Field(
-        default=None, description="JSON popularity bundled at deploy time, served when Redis is down."
+        default=None,
+        description="Popularity bundled at build time, served when Redis is down and S3 was unreachable at"
+        " init; a relative path is in the function's package directory.",
     )
 
 

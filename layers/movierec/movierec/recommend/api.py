@@ -1,21 +1,41 @@
-"""The HTTP contract of the recommend API: response models (and so the OpenAPI document) and the
-mapping from domain results to them."""
+"""The HTTP contract of the recommend API: query parameters, response models (and so the OpenAPI
+document), error bodies and the mapping from domain results to them.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: the ``Annotated`` parameter types are read at runtime,
+by pydantic (``RecommendationQuery``) and by Powertools (the routes' signatures in the handler).
+"""
 
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
 
 import orjson
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from movierec.observability import METRIC_NAMESPACE, MetricName, metrics
 from movierec.publication import Item
 from movierec.recommend.service import Recommendations, Tier
 
 MAX_K = 100
+DEFAULT_K = 10
 GENRE_PATTERN = r"^[A-Za-z0-9 '&().-]{1,40}$"
 REGION_PATTERN = r"^[A-Za-z0-9 _.-]{1,64}$"
+
+K = Annotated[int, Query(ge=1, le=MAX_K, description="How many movies to return.")]
+Genre = Annotated[str | None, Query(pattern=GENRE_PATTERN, description="Only movies of this genre.")]
+Region = Annotated[str | None, Query(pattern=REGION_PATTERN)]
+
+
+class RecommendationQuery(BaseModel):
+    """The query of ``GET /v1/recommendations``: validated exactly as Powertools validates the other
+    routes' parameters (the same field types, pydantic's lax mode), so errors read the same."""
+
+    model_config = ConfigDict(frozen=True)
+
+    k: K = DEFAULT_K
+    genre: Genre = None
+
 
 Source = Literal["personalized", "online", "regional_popular", "global_popular"]
 
@@ -57,6 +77,21 @@ class GatewayError(BaseModel):
     """What API Gateway itself answers (its JWT authorizer's 401 is ``{"message": "Unauthorized"}``)."""
 
     message: str
+
+
+def problems(errors: Iterable[Mapping[str, Any]], *, skip: int = 0) -> str:
+    """A validation failure as one message, ``"k: Input should be ...; genre: ..."``. ``skip`` drops the
+    leading parts of each location (Powertools prefixes ``query``/``path``)."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'][skip:])}: {e['msg']}" for e in errors)
+
+
+def error_json(code: str, message: str) -> str:
+    return ErrorBody(error=code, message=message).model_dump_json()
+
+
+UNAUTHORIZED_JSON = GatewayError(message="Unauthorized").model_dump_json()
+NO_SUBJECT = 'Bearer error="invalid_token" error_description="no subject"'
+"""The ``www-authenticate`` of a token without a subject, answered as API Gateway answers a bad token."""
 
 
 def movie(item: Item) -> Movie:

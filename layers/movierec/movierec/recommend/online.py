@@ -1,7 +1,9 @@
 """Online scoring over the exported model: two stages, retrieval by dot product then NeuMF re-ranking.
 
-The artifact is fetched from S3 once per model version and kept for the container's life; a failed load
-means "no model" for that version (the chain falls back) and is retried after a pause, not per request.
+The published artifact is fetched from S3 at init (``recommend/wiring.py`` asks the cache for it once,
+with a bounded S3 client) and kept for the container's life. Only a publication made after init costs a
+request the load, once per container; a failed load means "no model" for that artifact (the chain falls
+back to popularity) and is retried after a pause, not per request.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 from movierec.artifact import ModelArtifact, UserVector, load
 from movierec.errors import StoreUnavailableError
 from movierec.observability import logger
+from movierec.publication import Manifest
 from movierec.stores.blobs import BlobStore
-from movierec.stores.serving import ServingStore
 
 RETRIEVAL_CANDIDATES = 200
 RELOAD_PAUSE_SECONDS = 30.0
@@ -53,19 +55,15 @@ class ArtifactScorer:
 
 
 class ScorerCache:
-    """``scorer(version)`` for the recommender: the published version's model, loaded once."""
+    """``scorer(manifest)`` for the recommender: the model a publication names, loaded once."""
 
-    def __init__(
-        self, store: ServingStore, blobs: BlobStore, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._store = store
+    def __init__(self, blobs: BlobStore, clock: Callable[[], float] = time.monotonic) -> None:
         self._blobs = blobs
         self._clock = clock
         self._loaded: tuple[str, ArtifactScorer] | None = None  # (artifact uri, scorer)
         self._failed: dict[str, float] = {}  # artifact uri -> when loading last failed
 
-    def __call__(self, version: str) -> ArtifactScorer | None:
-        manifest = self._store.manifest(version)
+    def __call__(self, manifest: Manifest | None) -> ArtifactScorer | None:
         uri = manifest.artifact_uri if manifest else None
         if uri is None:
             return None
@@ -83,6 +81,10 @@ class ScorerCache:
         self._loaded = (uri, scorer)
         logger.info("model artifact loaded", extra={"uri": uri, "model_version": scorer.model_version})
         return scorer
+
+    @property
+    def loaded_uri(self) -> str | None:
+        return self._loaded[0] if self._loaded else None
 
     def _fetch(self, uri: str) -> bytes:
         parsed = urlparse(uri)

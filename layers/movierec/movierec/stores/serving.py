@@ -1,11 +1,13 @@
-"""Redis reads for the recommend path: one command per request reads the user (``_READ_USER``).
+"""Redis reads for the recommend path: one call per request reads the user (``read_user``).
 
-The current version and its manifest change once per training run, so they are cached in-process for
-a second; popularity lists are cached a little longer by the caller.
+The current version, its manifest and the retired movies change rarely, so they are cached in-process
+for a second (``publication``); popularity lists are cached a little longer by their reader
+(``recommend/tiers.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,48 +42,65 @@ per container, not one per request, so every request still answers inside its de
 
 
 @dataclass(frozen=True)
-class UserContext:
-    """What online scoring and segment popularity need, and the cached tiers do not."""
+class Publication:
+    """What the training job published last: its version (None before the first), manifest and the
+    movies retired since."""
 
-    recent: list[int]  # newest first
-    seen: frozenset[int]  # every movie the user engaged with
-    profile: dict[str, str] = field(default_factory=dict)  # sign-up fields: region, country, birth_year
+    version: str | None
+    manifest: Manifest | None
+    retired: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
-class UserView:
-    """One user, read on every request in one round trip."""
+class UserSnapshot:
+    """What the tiers know about one user for one request.
 
-    precomputed: Sequence[Item] | None  # lazily decoded: the hot path reads ~k of ~100 rows
+    ``read_user`` reads it in one command. When a cached list looks usable it reads only what the cached
+    tiers need (``complete`` False: no recent movies or profile, and for a heavy user only the lists'
+    seen movies); ``ServingStore.complete`` reads the rest, for the tiers below, once.
+    """
+
+    publication: Publication
+    precomputed: Sequence[Item] | None  # lazily decoded: the cached path reads ~k of ~100 rows
+    precomputed_stale: bool  # engaged since the data cutoff: the list was dropped as stale
     online: Sequence[Item] | None
-    seen_listed: frozenset[int]  # at least the movies of these lists the user has seen
-    latest_engagement: float | None
-    context: UserContext | None = None  # read along when no cached list looked usable
+    seen: frozenset[int]  # when not complete: at least the cached lists' movies the user has seen
+    complete: bool
+    recent: list[int] = field(default_factory=list)  # newest first
+    profile: dict[str, str] = field(default_factory=dict)  # sign-up fields: region, birth_year, ...
+
+    @classmethod
+    def anonymous(cls, publication: Publication) -> UserSnapshot:
+        return cls(publication, None, False, None, frozenset(), complete=True)
 
 
 _READ_USER = LuaScript.of(r"""
 -- KEYS: seen, stale, recent, profile[, recommendations, online].
 -- ARGV: recent_n, the lists' data cutoff, the largest seen set read whole when a cached list is usable.
--- Returns {seen, stale, precomputed, online, recent, profile}. When no cached list looks usable (none,
--- or stale, and no online list), recent movies and the profile come along: the lower tiers need them.
--- When one does and the user's seen set is large (a heavy user's holds thousands, and reading it whole
--- would dominate the hot path), `seen` holds only the lists' movies the user has seen: SMISMEMBER on
--- the ids that start the lists' lines.
+-- Returns {seen, precomputed_stale, precomputed, online, recent, profile}.
+-- Staleness is decided here, once: a precomputed list older than the user's latest engagement is not
+-- returned. When no cached list is left, recent movies and the profile come along (the lower tiers
+-- need them). When one is and the user's seen set is large (a heavy user's holds thousands, and reading
+-- it whole would dominate the cached path), `seen` holds only the lists' movies the user has seen:
+-- SMISMEMBER on the ids that start the lists' lines.
 local precomputed, online = false, false
 if #KEYS == 6 then
   precomputed = redis.call('GET', KEYS[5])
   online = redis.call('GET', KEYS[6])
 end
-local stale = redis.call('GET', KEYS[2])
-local usable = precomputed and not (stale and tonumber(stale) > tonumber(ARGV[2]))
-if not usable and not online then
+local latest = redis.call('GET', KEYS[2])
+local stale = 0
+if precomputed and latest and tonumber(latest) > tonumber(ARGV[2]) then
+  precomputed, stale = false, 1
+end
+if not precomputed and not online then
   return {
-    redis.call('SMEMBERS', KEYS[1]), stale, precomputed, online,
+    redis.call('SMEMBERS', KEYS[1]), stale, false, false,
     redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1), redis.call('HGETALL', KEYS[4]),
   }
 end
 local lists = {}
-if usable then lists[#lists + 1] = precomputed end
+if precomputed then lists[#lists + 1] = precomputed end
 if online then lists[#lists + 1] = online end
 local line_per_row = true
 for _, list in ipairs(lists) do
@@ -127,25 +146,17 @@ class ServingStore:
         self._version = None
         self._failed_at = None
 
-    def current_version(self) -> str | None:
-        now = self._clock()
-        if self._version is None or now - self._version[0] > VERSION_CACHE_SECONDS:
-            raw = self._call(self._redis.get, keys.CURRENT_VERSION)
-            self._version = (now, raw.decode() if isinstance(raw, bytes) else None)
-        return self._version[1]
+    def publication(self) -> Publication:
+        """The current publication, from the in-process caches when they are fresh."""
+        version = self.current_version()
+        manifest = self._manifest(version) if version is not None else None
+        return Publication(version, manifest, self._retired_movies())
 
-    def manifest(self, version: str) -> Manifest | None:
-        if version not in self._manifests:
-            raw = self._call(self._redis.get, keys.version_manifest(version))
-            if not isinstance(raw, bytes):
-                return None
-            self._manifests = {version: Manifest.from_json(raw)}  # keep only the newest
-        return self._manifests[version]
-
-    def user_view(self, version: str | None, user_id: str, recent_n: int = RECENT_MOVIES) -> UserView:
-        """The cached lists, seen movies and latest engagement, in one command (a script: every key
-        carries the user's hash tag, so it is cluster-safe); the context too when it will be needed."""
-        manifest = self.manifest(version) if version is not None else None
+    def read_user(self, user_id: str, recent_n: int = RECENT_MOVIES) -> UserSnapshot:
+        """The publication and the user, in one command (a script: every key carries the user's hash
+        tag, so it is cluster-safe)."""
+        publication = self.publication()
+        version, manifest = publication.version, publication.manifest
         cutoff = manifest.data_cutoff if manifest else NEVER_STALE
         user_keys = [keys.seen(user_id), keys.stale(user_id), keys.recent(user_id), keys.profile(user_id)]
         if version is not None:
@@ -155,24 +166,43 @@ class ServingStore:
             ]
         args = [recent_n, repr(float(cutoff)), SEEN_READ_WHOLE]
         reply = self._call(_READ_USER, self._redis, user_keys, args)
-        seen_raw, stale_raw, precomputed_raw, online_raw, recent_raw, profile_raw = reply
-        seen = frozenset(map(int, seen_raw))
-        return UserView(
+        seen_raw, stale, precomputed_raw, online_raw, recent_raw, profile_raw = reply
+        complete = recent_raw is not None
+        return UserSnapshot(
+            publication=publication,
             precomputed=LazyItems(precomputed_raw) if precomputed_raw else None,
+            precomputed_stale=bool(stale),
             online=LazyItems(online_raw) if online_raw else None,
-            seen_listed=seen,
-            latest_engagement=float(stale_raw) if stale_raw else None,
-            context=_context(recent_raw, seen, dict(_pairs(profile_raw))) if recent_raw is not None else None,
+            seen=frozenset(map(int, seen_raw)),
+            complete=complete,
+            recent=[int(m) for m in recent_raw] if complete else [],
+            profile=_profile(_pairs(profile_raw)) if complete else {},
         )
 
-    def user_context(self, user_id: str, recent_n: int = RECENT_MOVIES) -> UserContext:
-        """For when ``user_view`` did not bring it (a cached list turned out unusable after filtering)."""
+    def complete(self, user_id: str, user: UserSnapshot, recent_n: int = RECENT_MOVIES) -> UserSnapshot:
+        """``user`` with what ``read_user`` left out (one pipelined round trip): for the tiers below the
+        cached lists, when those did not serve."""
+        if user.complete:
+            return user
         pipe = self._redis.pipeline(transaction=False)
         pipe.zrevrange(keys.recent(user_id), 0, recent_n - 1)
         pipe.smembers(keys.seen(user_id))
         pipe.hgetall(keys.profile(user_id))
         recent_raw, seen_raw, profile_raw = self._call(pipe.execute)
-        return _context(recent_raw, frozenset(map(int, seen_raw)), profile_raw)
+        return dataclasses.replace(
+            user,
+            seen=frozenset(map(int, seen_raw)),
+            complete=True,
+            recent=[int(m) for m in recent_raw],
+            profile=_profile(profile_raw.items()),
+        )
+
+    def current_version(self) -> str | None:
+        now = self._clock()
+        if self._version is None or now - self._version[0] > VERSION_CACHE_SECONDS:
+            raw = self._call(self._redis.get, keys.CURRENT_VERSION)
+            self._version = (now, raw.decode() if isinstance(raw, bytes) else None)
+        return self._version[1]
 
     def popularity(self, version: str, segment: str) -> list[Item] | None:
         raw = self._call(self._redis.get, keys.popularity(version, segment))
@@ -195,13 +225,6 @@ class ServingStore:
         raws = self._call(self._redis.hmget, keys.MOVIES, [str(m) for m in movie_ids])
         return {m: decode_movie_info(raw) for m, raw in zip(movie_ids, raws, strict=True) if raw}
 
-    def retired(self) -> frozenset[int]:
-        now = self._clock()
-        if self._retired is None or now - self._retired[0] > RETIRED_CACHE_SECONDS:
-            members = self._call(self._redis.smembers, keys.RETIRED_MOVIES)
-            self._retired = (now, frozenset(int(m) for m in members))
-        return self._retired[1]
-
     def save_online(self, version: str, user_id: str, items: list[Item], ttl_seconds: int) -> None:
         self._call(
             self._redis.set,
@@ -209,6 +232,21 @@ class ServingStore:
             encode_items(items),
             ex=ttl_seconds,
         )
+
+    def _manifest(self, version: str) -> Manifest | None:
+        if version not in self._manifests:
+            raw = self._call(self._redis.get, keys.version_manifest(version))
+            if not isinstance(raw, bytes):
+                return None
+            self._manifests = {version: Manifest.from_json(raw)}  # keep only the newest
+        return self._manifests[version]
+
+    def _retired_movies(self) -> frozenset[int]:
+        now = self._clock()
+        if self._retired is None or now - self._retired[0] > RETIRED_CACHE_SECONDS:
+            members = self._call(self._redis.smembers, keys.RETIRED_MOVIES)
+            self._retired = (now, frozenset(int(m) for m in members))
+        return self._retired[1]
 
     def _call(self, function: Callable[..., object], *args: object, **kwargs: object) -> Any:
         if self._failed_at is not None and self._clock() - self._failed_at < FAIL_FAST_SECONDS:
@@ -222,9 +260,9 @@ class ServingStore:
         return result
 
 
-def _context(recent_raw: list[bytes], seen: frozenset[int], profile_raw: dict[bytes, bytes]) -> UserContext:
-    profile = {k.decode(): v.decode() for k, v in profile_raw.items() if not k.endswith(b"@v")}
-    return UserContext(recent=[int(m) for m in recent_raw], seen=seen, profile=profile)
+def _profile(pairs: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The profile hash without its per-field version stamps (``<field>@v``, written by ingest)."""
+    return {k.decode(): v.decode() for k, v in pairs if not k.endswith(b"@v")}
 
 
 def _pairs(flat: list[bytes] | None) -> Iterator[tuple[bytes, bytes]]:

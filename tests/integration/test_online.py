@@ -5,14 +5,17 @@ from __future__ import annotations
 import time
 from dataclasses import astuple
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 import numpy as np
 import pytest
 import redis
 
+from infra.local.servers import free_port
 from movierec import keys
 from movierec.artifact import load
+from movierec.config import RecommendSettings
 from movierec.contracts import Engagement
 from movierec.data.dataset import Dataset
 from movierec.data.synthetic import SyntheticConfig, generate
@@ -20,6 +23,7 @@ from movierec.publication import Item, MovieInfo
 from movierec.recommend.online import ScorerCache
 from movierec.recommend.service import Recommender, ServingPolicy, Tier
 from movierec.recommend.snapshot import PopularitySnapshot
+from movierec.recommend.wiring import build_recommender
 from movierec.stores.blobs import BlobStore
 from movierec.stores.publication import PublicationStore
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
@@ -209,3 +213,46 @@ def test_similar_movies_come_from_the_embeddings(service: tuple[Recommender, str
     assert 5 not in [i.movie_id for i in similar]
     assert all(i.title for i in similar)
     assert recommender.similar(10_000_000, k=4) is None
+
+
+def built_at_init(redis_url: str, tmp_path: Path) -> Recommender:
+    """The recommender as the function's init builds it (movierec.recommend.wiring), from its settings."""
+    settings = RecommendSettings(redis_url=redis_url, artifact_bucket="artifacts")
+    return build_recommender(settings, package_dir=tmp_path)
+
+
+def test_the_published_model_is_loaded_at_init_not_by_the_first_request(
+    redis_client: redis.Redis,
+    redis_url: str,
+    blobs: BlobStore,
+    trained: tuple[Dataset, FitResult],
+    tmp_path: Path,
+) -> None:
+    data, result = trained
+    publish_model(redis_client, blobs, data, result, {})
+    recommender = built_at_init(redis_url, tmp_path)
+    # Gone from S3 after init: only what init loaded can score the first request.
+    boto3.client("s3").delete_object(Bucket="artifacts", Key=f"models/{result.model_version}/model.npz")
+
+    first = recommender.recommend(known_user(trained), k=3)
+
+    assert first.tier is Tier.ONLINE
+    assert first.model_version is not None
+
+
+def test_an_unreachable_s3_at_init_degrades_to_popularity(
+    redis_client: redis.Redis,
+    redis_url: str,
+    blobs: BlobStore,
+    trained: tuple[Dataset, FitResult],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data, result = trained
+    publish_model(redis_client, blobs, data, result, {})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+
+    answer = built_at_init(redis_url, tmp_path).recommend(known_user(trained), k=3)
+
+    assert answer.tier is Tier.GLOBAL_POPULAR
+    assert ("online", "no model") in [(f.tier.value, f.reason) for f in answer.fallbacks]

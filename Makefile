@@ -85,7 +85,9 @@ bench: $(VENV)/.stamp $(VENV_MONGO)/.stamp ## benchmarks: ingest, serve, train (
 
 # ---- build and deploy ----------------------------------------------------------------------------------
 .PHONY: build
-build: $(VENV_TOOLS)/.stamp ## sam build (python3.12, arm64)
+build: $(VENV)/.stamp $(VENV_TOOLS)/.stamp ## sam build (python3.12, arm64); SNAPSHOT_BUCKET=<bucket> bundles popularity
+	@if [ -n "$${SNAPSHOT_BUCKET:-}" ]; then $(PY) scripts/bundle_snapshot.py --bucket "$$SNAPSHOT_BUCKET"; \
+	else echo "==> SNAPSHOT_BUCKET unset: no popularity snapshot bundled (the function reads S3's at init)"; fi
 	PATH="$$(dirname "$$(scripts/find-python 3.12)"):$$PATH" SAM_CLI_TELEMETRY=0 \
 		$(VENV_TOOLS)/bin/sam build --template-file template.yaml
 

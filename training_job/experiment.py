@@ -23,6 +23,7 @@ import torch
 from movierec.artifact import ArtifactMetadata, ModelArtifact, UserVector, Weights
 from movierec.data.dataset import Movies, Users
 from movierec.history import HISTORY_LENGTH
+from movierec.recommend.online import RETRIEVAL_CANDIDATES
 from training_job import baselines
 from training_job.data import Positives
 from training_job.evaluate import (
@@ -47,7 +48,7 @@ from training_job.tune import TuneResult, tune_neumf
 
 RECENT = HISTORY_LENGTH  # fold-in reads a user's latest movies, as many as serving reads
 COLD_USER_PAIRS = 5  # users with at most this many training pairs form the cold-user slice
-RETRIEVE = 200  # candidates retrieved by the GMF dot product before NeuMF re-ranks them
+RETRIEVE = RETRIEVAL_CANDIDATES  # retrieved by the GMF dot product before NeuMF re-ranks, as serving does
 
 
 @dataclass(frozen=True)

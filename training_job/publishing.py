@@ -19,6 +19,7 @@ from movierec.artifact import ModelArtifact
 from movierec.data.dataset import Dataset
 from movierec.popularity import PopularityConfig, RankedList, segment_popularity
 from movierec.publication import Item, Manifest, MovieInfo, new_version_id
+from movierec.recommend.online import RETRIEVAL_CANDIDATES
 from movierec.recommend.snapshot import SNAPSHOT_KEY, snapshot_json
 from movierec.stores.blobs import BlobStore
 from movierec.stores.publication import PublicationStore
@@ -164,7 +165,7 @@ def top_n_lists(
     catalogue: Mapping[int, MovieInfo],
     exclude_movies: set[int],
     n: int,
-    retrieval_candidates: int = 200,
+    retrieval_candidates: int = RETRIEVAL_CANDIDATES,
     batch_size: int = 512,
 ) -> Iterator[tuple[str, list[Item]]]:
     """Precomputed lists, in batches of users, never a full users x movies matrix in memory.

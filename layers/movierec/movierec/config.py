@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from movierec.history import HISTORY_LENGTH
+
 
 class _Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, case_sensitive=False)
@@ -48,7 +50,12 @@ class IngestSettings(RedisSettings, MongoSettings):
     dead_letter_bucket: str = Field(
         description="S3 bucket for poison payloads too large to travel inside an SQS message."
     )
-    recent_list_length: int = Field(default=50, ge=1, le=1_000)
+    recent_list_length: int = Field(
+        default=HISTORY_LENGTH,
+        ge=HISTORY_LENGTH,
+        le=1_000,
+        description="Latest engagements kept per user in Redis; at least what the model reads.",
+    )
     trending_bucket_seconds: int = Field(default=3_600, ge=60, le=86_400)
     trending_buckets_kept: int = Field(default=48, ge=1, le=24 * 30)
     max_clock_skew_seconds: int = Field(

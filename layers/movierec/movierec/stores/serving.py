@@ -17,6 +17,7 @@ import redis
 
 from movierec import keys
 from movierec.errors import StoreUnavailableError
+from movierec.history import HISTORY_LENGTH
 from movierec.publication import (
     Item,
     LazyItems,
@@ -30,7 +31,6 @@ from movierec.stores.cache import LuaScript
 
 VERSION_CACHE_SECONDS = 1.0
 RETIRED_CACHE_SECONDS = 1.0
-RECENT_MOVIES = 20
 """Recent engagements read for online fold-in."""
 NEVER_STALE = 1e300  # the data cutoff when no manifest says otherwise
 SEEN_READ_WHOLE = 500
@@ -152,7 +152,7 @@ class ServingStore:
         manifest = self._manifest(version) if version is not None else None
         return Publication(version, manifest, self._retired_movies())
 
-    def read_user(self, user_id: str, recent_n: int = RECENT_MOVIES) -> UserSnapshot:
+    def read_user(self, user_id: str, recent_n: int = HISTORY_LENGTH) -> UserSnapshot:
         """The publication and the user, in one command (a script: every key carries the user's hash
         tag, so it is cluster-safe)."""
         publication = self.publication()
@@ -179,7 +179,7 @@ class ServingStore:
             profile=_profile(_pairs(profile_raw)) if complete else {},
         )
 
-    def complete(self, user_id: str, user: UserSnapshot, recent_n: int = RECENT_MOVIES) -> UserSnapshot:
+    def complete(self, user_id: str, user: UserSnapshot, recent_n: int = HISTORY_LENGTH) -> UserSnapshot:
         """``user`` with what ``read_user`` left out (one pipelined round trip): for the tiers below the
         cached lists, when those did not serve."""
         if user.complete:

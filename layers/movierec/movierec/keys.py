@@ -24,6 +24,11 @@ PUBLISHED_VERSIONS = f"{PREFIX}:published:versions"
 """Sorted set: version id -> publish time (epoch seconds), for audit and garbage collection."""
 
 
+def version_namespace(version: str) -> str:
+    """SCAN pattern of every key a published version holds (its manifest and lists), to expire them."""
+    return f"{PREFIX}:v:{version}:*"
+
+
 def version_manifest(version: str) -> str:
     """String (JSON): what a version holds: model version, data cutoff, counts, segment definition."""
     return f"{PREFIX}:v:{version}:manifest"

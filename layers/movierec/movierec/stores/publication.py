@@ -87,7 +87,7 @@ class PublicationStore:
         return Manifest.from_json(raw) if isinstance(raw, bytes) else None
 
     def _namespace_keys(self, version: str) -> Iterable[Any]:
-        return self._redis.scan_iter(match=f"{keys.PREFIX}:v:{version}:*", count=1_000)
+        return self._redis.scan_iter(match=keys.version_namespace(version), count=1_000)
 
     def _expire_namespace(self, version: str, grace_seconds: int) -> None:
         pipe = self._redis.pipeline(transaction=False)

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 FORMAT_VERSION = 1
+SEQUENCE_FORMAT_VERSION = 2  # the sequence model (movierec.sequence): no per-user weights
 METADATA_MEMBER = "metadata.json"
 
 FloatArray = npt.NDArray[np.float32]
@@ -100,6 +101,11 @@ class ArtifactMetadata:
     def from_json(cls, data: bytes) -> ArtifactMetadata:
         raw = json.loads(data)
         version = raw.get("format_version")
+        if version == SEQUENCE_FORMAT_VERSION:
+            raise ValueError(
+                f"artifact format_version {version} is the sequence model: load it with movierec.sequence.load"
+                f" (this loader reads the ID-based NeuMF, format_version {FORMAT_VERSION})"
+            )
         if version != FORMAT_VERSION:
             raise ValueError(
                 f"unsupported artifact format_version {version!r} (this code reads {FORMAT_VERSION})"

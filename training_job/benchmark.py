@@ -1,6 +1,7 @@
-"""``benchmark``: the NCF protocol on NCF-format files, NeuMF against popularity and tuned ALS.
+"""``benchmark``: the NCF protocol on NCF-format files, NeuMF against popularity, tuned ALS and EASE.
 
 Tuning sees a validation pair carved from ``train.rating`` (each user's latest), never the test file.
+The gate's verdict (the model against the strongest baseline on validation) is printed with the rest.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 from training_job.data import ncf_entities, read_ncf
 from training_job.evaluate import EvalCases
 from training_job.experiment import ExperimentConfig, ExperimentInput, ExperimentResult, run_experiment
+from training_job.gate import decide, versus_strongest
 
 MODEL_KEYS = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@10", "coverage@10")
+BASELINE_KEYS = (*MODEL_KEYS, "validation_hr@10", "validation_ndcg@10")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ def run_benchmark(files: BenchmarkFiles, config: ExperimentConfig) -> tuple[dict
         "epochs": best_epoch,
         "time_to_best_validation_seconds": time_to_best,
         "validation_ndcg@10": result.metrics.get("validation_ndcg@10"),
+        "validation_hr@10": result.metrics.get("validation_hr@10"),
         "two_stage_hr@10": result.metrics.get("two_stage_hr@10"),
         "fold_in_hr@10": result.metrics.get("fold_in/hr@10"),
         "tuning": {
@@ -58,6 +62,8 @@ def run_benchmark(files: BenchmarkFiles, config: ExperimentConfig) -> tuple[dict
             "als_trials": len(result.als_tuning.trials),
             "neumf_seconds": timings["neumf_tuning_seconds"],
             "als_seconds": timings["als_tuning_seconds"],
+            "ease_trials": len(result.ease_tuning.trials) if result.ease_tuning else 0,
+            "ease_seconds": timings.get("ease_seconds", 0.0),
         },
         "timings": {
             "read_seconds": read_seconds,
@@ -67,9 +73,15 @@ def run_benchmark(files: BenchmarkFiles, config: ExperimentConfig) -> tuple[dict
             "load_average_1m": os.getloadavg()[0],
         },
     }
+    gate = decide(result.metrics, result.baselines, None)
+    model["gate"] = {"passed": gate.passed, "reason": gate.reason}
+    model["versus_strongest"] = versus_strongest(result.metrics, result.baselines)
     base: dict[str, Any] = {
-        name: {k: values[k] for k in MODEL_KEYS if k in values} for name, values in result.baselines.items()
+        name: {k: row[k] for k in BASELINE_KEYS if k in row} for name, row in result.baselines.items()
     }
-    if "als" in base:
-        base["als"]["params"] = result.params["als"]
+    for name in ("als", "ease"):
+        if name in base:
+            base[name]["params"] = result.params[name]
+    if "ease" not in base and "ease" in result.params:
+        base["ease"] = dict(result.params["ease"])  # {"skipped": why}
     return {"model": model, "baselines": base}, result

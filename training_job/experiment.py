@@ -4,7 +4,9 @@
 2. tune ALS and NeuMF on that validation split only, within the time budget;
 3. retrain both on all training pairs with the chosen parameters (NeuMF for its best epoch count);
 4. export the NeuMF artifact and score the held-out test cases with it (numpy, as served), and the
-   baselines with theirs: sampled and full-ranking metrics, coverage, cold-start slices.
+   baselines with theirs: sampled and full-ranking metrics, coverage, cold-start slices. Popularity,
+   segment popularity and EASE (λ from a fixed grid, outside the budget) are chosen on the same
+   validation split; every row carries its ``validation_*`` metrics for the gate.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from movierec.artifact import ArtifactMetadata, ModelArtifact, UserVector, Weigh
 from movierec.data.dataset import Movies, Users
 from movierec.history import HISTORY_LENGTH
 from movierec.recommend.online import RETRIEVAL_CANDIDATES
-from training_job import baselines
+from training_job import baselines, ease
+from training_job.baseline_suite import fit_baselines
 from training_job.data import Positives
 from training_job.evaluate import (
     EvalCases,
-    FactorScorer,
     FloatMatrix,
     IntArray,
     K,
@@ -41,7 +43,7 @@ from training_job.features import Features, compute_features
 from training_job.model import NeuMF, NeuMFParams, export_weights, fit_fold_in
 from training_job.progress import log
 from training_job.sampling import sample_eval_negatives
-from training_job.segment_choice import SegmentReport, TimedCases, choose_segment_popularity
+from training_job.segment_choice import SegmentReport, TimedCases
 from training_job.split import leave_last_out
 from training_job.train import TrainData, TrainOptions, TrainResult, train_neumf, use_all_cores
 from training_job.tune import TuneResult, tune_neumf
@@ -64,6 +66,8 @@ class ExperimentConfig:
     progress: bool | None = None
     code_version: str = "unknown"
     threads: int | None = None  # None: every core
+    ease_lambdas: tuple[float, ...] = ease.LAMBDAS
+    ease_max_items: int = ease.MAX_ITEMS  # above: EASE skipped (logged, in params["ease"]["skipped"])
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class ExperimentResult:
     validation_history: list[dict[str, float]]
     segments: SegmentReport
     timings: dict[str, float] = field(default_factory=dict)
+    ease_tuning: TuneResult | None = None  # None: skipped (catalogue above the cap)
 
 
 def tensors(features: Features) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,12 +190,15 @@ def run_experiment(inp: ExperimentInput, config: ExperimentConfig) -> Experiment
     metrics |= fold_in_metrics(artifact, inp, config.seed)
     metrics |= two_stage_metrics(artifact, inp.test, seen)
     metrics["validation_ndcg@10"] = tuned.validation_ndcg
-    validation_pairs = TimedCases(val_cases, validation.timestamp)
-    results, chosen, segment_report = _baselines(
-        inp, tune_train, validation_pairs, tuned.als, als, seen, slices
+    best = [h for h in tuned.history if h["epoch"] == tuned.best_epoch]
+    metrics["validation_hr@10"] = best[0]["val_hr"] if best else 0.0
+    suite = fit_baselines(
+        inp, tune_train, TimedCases(val_cases, validation.timestamp), tuned.als, als, seen, slices, config
     )
+    results, chosen = suite.results, suite.chosen
     chosen["neumf"] = tuned.params.to_dict() | {"epochs": tuned.best_epoch}
-    timings["evaluation_seconds"] = time.monotonic() - tick
+    timings["evaluation_seconds"] = time.monotonic() - tick  # the baselines' fits included
+    timings |= suite.timings
     timings |= {f"final_{k}": v for k, v in final.timings().items()}
     timings["total_seconds"] = time.monotonic() - started
     artifact = artifact.with_metadata(metrics=metrics, baselines=results, params=chosen)
@@ -204,42 +212,10 @@ def run_experiment(inp: ExperimentInput, config: ExperimentConfig) -> Experiment
         tuned.neumf,
         tuned.als,
         tuned.history,
-        segment_report,
+        suite.segments,
         timings,
+        suite.ease_tuning,
     )
-
-
-def _baselines(
-    inp: ExperimentInput,
-    tune_train: Positives,
-    validation: TimedCases,
-    als_tuning: TuneResult,
-    als: FactorScorer,
-    seen: sp.csr_matrix,
-    slices: dict[str, npt.NDArray[np.bool_]],
-) -> tuple[dict[str, dict[str, float]], dict[str, Any], SegmentReport]:
-    """Popularity, segment popularity (when users have attributes to segment on) and ALS, fitted on all
-    training pairs with their validation-chosen settings, scored on the same test cases."""
-    results = {"popularity": evaluate(baselines.popularity(inp.train), inp.test, seen, K, slices)}
-    report = choose_segment_popularity(
-        tune_train,
-        validation,
-        inp.users,
-        inp.train,
-        TimedCases(inp.test, inp.test_time),
-        seen,
-        slices,
-        results["popularity"],
-    )
-    chosen: dict[str, Any] = {
-        "als": dict(als_tuning.best_params),
-        "segment_popularity": report.policy.to_dict(),
-    }
-    segment_row = report.baseline()
-    if segment_row is not None:
-        results["segment_popularity"] = segment_row
-    results["als"] = evaluate(als, inp.test, seen, K, slices) | {"validation_ndcg@10": als_tuning.best_value}
-    return results, chosen, report
 
 
 def test_slices(inp: ExperimentInput) -> dict[str, npt.NDArray[np.bool_]]:

@@ -16,6 +16,7 @@ import numpy as np
 from movierec import __version__, artifact
 from movierec.data.dataset import Dataset
 from training_job.data import EventWeights, Positives, implicit_feedback, subset_users
+from training_job.ease import MAX_ITEMS
 from training_job.evaluate import EvalCases
 from training_job.experiment import ExperimentConfig, ExperimentInput, run_experiment
 from training_job.features import snapshot_files
@@ -58,6 +59,7 @@ class FitConfig:
     progress: bool | None = None  # None: progress bars on a terminal, structured logs otherwise
     code_version: str = field(default_factory=code_version)
     threads: int | None = None  # torch threads; None: every core
+    ease_max_items: int = MAX_ITEMS  # EASE (a dense item x item matrix) is skipped above this
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,10 @@ class FitResult:
     model_version: str
     data_cutoff: int  # epoch seconds, exclusive
     metrics: dict[str, float]  # the model on the held-out test pairs (see docs/training.md)
-    baselines: dict[str, dict[str, float]]  # "popularity", "segment_popularity" (with segments), "als"
+    baselines: dict[str, dict[str, float]]  # "popularity", "segment_popularity" (with segments), "als",
+    # "ease" (unless skipped): test metrics and their validation_* copies, the gate's inputs
     gate: GateDecision
-    params: dict[str, Any]  # chosen hyper-parameters: "neumf", "als", "segment_popularity"
+    params: dict[str, Any]  # chosen hyper-parameters: "neumf", "als", "segment_popularity", "ease"
     report_files: dict[str, bytes] = field(default_factory=dict)  # "report.html" + its PNGs
     feature_files: dict[str, bytes] = field(default_factory=dict)  # "users.parquet", "movies.parquet"
     timings: dict[str, float] = field(default_factory=dict)
@@ -129,6 +132,7 @@ def fit(
         progress=config.progress,
         code_version=config.code_version,
         threads=config.threads,
+        ease_max_items=config.ease_max_items,
     )
     result = run_experiment(inp, experiment)
     gate = decide(result.metrics, result.baselines, previous_metrics, config.gate)
@@ -155,6 +159,7 @@ def fit(
         {
             "NeuMF": result.neumf_tuning.trials if result.neumf_tuning else [],
             "ALS": result.als_tuning.trials,
+            "EASE": result.ease_tuning.trials if result.ease_tuning else [],
         },
         summary,
         gate,

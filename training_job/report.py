@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on a server; must precede pyplot
 import matplotlib.pyplot as plt
 
-from training_job.gate import GateDecision
+from training_job.gate import GateDecision, versus_strongest
 
 HEADLINE = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "coverage@10")
 
@@ -87,6 +87,29 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def champion_section(metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]) -> str:
+    """Who won: the model against each metric's strongest baseline, on validation (what the gate
+    decides on) and on test (what the run reports), with the difference."""
+    found = versus_strongest(metrics, baselines)
+    rows, lines = [], []
+    for split, per_metric in found.items():
+        for name, row in per_metric.items():
+            gap, base = float(row["difference"]), float(row["baseline"])
+            winner = "NeuMF" if gap > 0 else str(row["strongest"])
+            relative = f"{100 * gap / base:+.1f}%" if base else ""
+            rows.append(
+                [split, name, row["model"], f"{row['strongest']} {base:.4f}", f"{gap:+.4f}", relative, winner]
+            )
+            if split == "test":
+                loser = str(row["strongest"]) if gap > 0 else "NeuMF"
+                lines.append(f"{name}: {winner} won by {abs(gap):.4f} over {loser}")
+    if not rows:
+        return ""
+    header = ["split", "metric", "NeuMF", "strongest baseline", "difference", "relative", "won"]
+    summary = f"<p>On test: {html.escape('; '.join(lines))}.</p>" if lines else ""
+    return f"<h2>Champion (NeuMF against the strongest baseline)</h2>{summary}{_table(rows, header)}"
 
 
 def segment_section(segments: Mapping[str, Any]) -> str:
@@ -181,6 +204,7 @@ pre{{background:#f6f6f6;padding:1em}}
 <h1>{html.escape(title)}</h1>
 {_table(sorted(summary.items()), ["", ""])}
 {gate_html}
+{champion_section(metrics, baselines)}
 <h2>Test metrics vs baselines (same run, same split)</h2>{headline}
 <img src="comparison.png" alt="model vs baselines">
 <h2>Learning curves (the chosen configuration, on validation)</h2><img src="learning_curves.png" alt="curves">

@@ -51,9 +51,13 @@ def test_benchmark_prints_exactly_one_json_object(tmp_path: Path) -> None:
     assert {"train_seconds", "params"} <= set(model)
     assert model["samples_per_second"] > 0
     assert {"factors", "mlp_layers", "learning_rate", "epochs"} <= set(model["params"])
-    assert set(summary["baselines"]) == {"popularity", "als"}
+    assert set(summary["baselines"]) == {"popularity", "als", "ease"}
     for values in summary["baselines"].values():
-        assert set(values) >= METRICS
+        assert set(values) >= METRICS | {"validation_hr@10", "validation_ndcg@10"}
+    assert summary["baselines"]["ease"]["params"]["lambda"] > 0
+    assert set(model["gate"]) == {"passed", "reason"}
+    assert "strongest baseline" in model["gate"]["reason"]
+    assert set(model["versus_strongest"]) == {"validation", "test"}
     assert 0.0 <= model["hr@10"] <= 1.0
 
 

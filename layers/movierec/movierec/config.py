@@ -26,6 +26,13 @@ class RedisSettings(_Settings):
     )
     redis_connect_timeout_ms: int = Field(default=200, ge=1, le=10_000)
     redis_socket_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+    redis_cluster: bool = Field(
+        default=False,
+        description=(
+            "Speak the Redis Cluster protocol (ElastiCache Serverless, cluster-mode replication groups): "
+            "REDIS_URL names one node; the client discovers the others and routes by hash slot."
+        ),
+    )
 
 
 class MongoSettings(_Settings):

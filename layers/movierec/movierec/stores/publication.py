@@ -10,17 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import redis
-
 from movierec import keys
 from movierec.publication import Item, ItemEncoder, Manifest, MovieInfo, encode_movie_info
+from movierec.stores.cache import RedisClient
 
 PENDING_VERSIONS = f"{keys.PREFIX}:published:pending"
 PIPELINE_CHUNK = 1_000
 
 
 class PublicationWriter:
-    def __init__(self, client: redis.Redis, version: str) -> None:
+    def __init__(self, client: RedisClient, version: str) -> None:
         self._redis = client
         self.version = version
         self._encoder = ItemEncoder()  # one per publication: each movie's metadata is encoded once
@@ -37,9 +36,9 @@ class PublicationWriter:
         for user_id, items in lists:
             pipe.set(keys.recommendations(self.version, user_id), self._encoder.encode(items))
             written += 1
-            if len(pipe.command_stack) >= PIPELINE_CHUNK:
+            if len(pipe) >= PIPELINE_CHUNK:
                 pipe.execute()
-        if pipe.command_stack:
+        if len(pipe):
             pipe.execute()
         return written
 
@@ -48,14 +47,14 @@ class PublicationWriter:
         pipe = self._redis.pipeline(transaction=False)
         for movie_id, info in movies.items():
             pipe.hsetnx(keys.MOVIES, str(movie_id), encode_movie_info(info))
-            if len(pipe.command_stack) >= PIPELINE_CHUNK:
+            if len(pipe) >= PIPELINE_CHUNK:
                 pipe.execute()
-        if pipe.command_stack:
+        if len(pipe):
             pipe.execute()
 
 
 class PublicationStore:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._redis = client
 
     def begin(self, version: str, now: float) -> PublicationWriter:
@@ -93,9 +92,9 @@ class PublicationStore:
         pipe = self._redis.pipeline(transaction=False)
         for key in self._namespace_keys(version):
             pipe.expire(key, max(1, grace_seconds))
-            if len(pipe.command_stack) >= PIPELINE_CHUNK:
+            if len(pipe) >= PIPELINE_CHUNK:
                 pipe.execute()
-        if pipe.command_stack:
+        if len(pipe):
             pipe.execute()
 
     def _delete_abandoned(self, keep: str) -> None:

@@ -18,14 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from redis.exceptions import NoScriptError
 
 from movierec import keys
 from movierec.contracts import Engagement, MovieChange, ProfileChange
 from movierec.errors import StoreUnavailableError
 from movierec.publication import MovieInfo, encode_movie_info
-from movierec.stores.cache import LuaScript
+from movierec.stores.cache import REDIS_ERRORS, LuaScript, RedisClient, queue_evalsha
 
 UNATTRIBUTED_CAP = 500
 """Engagements kept per user while their region is unknown (new users, before sign-up lands)."""
@@ -115,7 +114,7 @@ class TrendingPolicy:
 
 
 class RealtimeState:
-    def __init__(self, client: redis.Redis, *, recent_length: int, applied_ttl_seconds: int) -> None:
+    def __init__(self, client: RedisClient, *, recent_length: int, applied_ttl_seconds: int) -> None:
         self._redis = client
         self._recent_length = recent_length
         self._applied_ttl = applied_ttl_seconds
@@ -134,7 +133,7 @@ class RealtimeState:
         """Apply a batch; raises StoreUnavailableError when Redis cannot take it (safe to retry whole)."""
         try:
             self._apply(engagements, profiles, movies, trending, now)
-        except redis.RedisError as error:
+        except REDIS_ERRORS as error:
             raise StoreUnavailableError(f"Redis: {error}") from error
 
     def forget_counts(self, scan_count: int = 1_000) -> int:
@@ -151,7 +150,7 @@ class RealtimeState:
                         deleted += self._unlink(batch)
                         batch = []
                 deleted += self._unlink(batch)
-        except redis.RedisError as error:
+        except REDIS_ERRORS as error:
             raise StoreUnavailableError(f"Redis: {error}") from error
         return deleted
 
@@ -234,8 +233,9 @@ class RealtimeState:
         counts.write(self._redis)
 
     def _run(self, calls: Sequence[_Call]) -> list[Any]:
-        """All calls in one round trip. Calls that met NOSCRIPT are re-run, in order, once the scripts
-        are loaded; re-running only those keeps the others' answers (which events were new)."""
+        """All calls in one round trip (on a cluster, one per master, sent together). Calls that met
+        NOSCRIPT are re-run, in order, once the scripts are loaded (on every master, for a cluster);
+        re-running only those keeps the others' answers (which events were new)."""
         results = self._pipeline(calls)
         missing = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
@@ -244,14 +244,14 @@ class RealtimeState:
             for index, result in zip(missing, self._pipeline([calls[i] for i in missing]), strict=True):
                 results[index] = result
         for result in results:
-            if isinstance(result, redis.RedisError):
+            if isinstance(result, REDIS_ERRORS):
                 raise result
         return results
 
     def _pipeline(self, calls: Sequence[_Call]) -> list[Any]:
         pipe = self._redis.pipeline(transaction=False)
         for call in calls:
-            pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            queue_evalsha(pipe, call.script.sha, call.keys, call.args)
         return pipe.execute(raise_on_error=False)
 
 
@@ -269,7 +269,7 @@ class _TrendingCounts:
             self._increments[(segment, bucket)][movie_id] += 1
         # else: too old (or clock-skewed into the future) to matter for "trending now"
 
-    def write(self, client: redis.Redis) -> None:
+    def write(self, client: RedisClient) -> None:
         if not self._increments:
             return
         ttl = self._policy.bucket_seconds * self._policy.buckets_kept

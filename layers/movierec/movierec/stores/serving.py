@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from movierec import keys
 from movierec.errors import StoreUnavailableError
 from movierec.history import HISTORY_LENGTH
@@ -27,7 +25,7 @@ from movierec.publication import (
     decode_movie_info,
     encode_items,
 )
-from movierec.stores.cache import LuaScript
+from movierec.stores.cache import REDIS_ERRORS, LuaScript, RedisClient, disconnect
 
 VERSION_CACHE_SECONDS = 1.0
 RETIRED_CACHE_SECONDS = 1.0
@@ -126,9 +124,9 @@ return {seen, stale, precomputed, online, false, false}
 class ServingStore:
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         clock: Callable[[], float] = time.monotonic,
-        reconnect_with: Callable[[], redis.Redis] | None = None,
+        reconnect_with: Callable[[], RedisClient] | None = None,
     ) -> None:
         self._redis = client
         self._reconnect_with = reconnect_with
@@ -140,7 +138,7 @@ class ServingStore:
 
     def reconnect(self) -> None:
         """Fresh connections (and a freshly read AUTH secret, when built with ``reconnect_with``)."""
-        self._redis.connection_pool.disconnect()
+        disconnect(self._redis)
         if self._reconnect_with is not None:
             self._redis = self._reconnect_with()
         self._version = None
@@ -253,7 +251,7 @@ class ServingStore:
             raise StoreUnavailableError("Redis: failing fast after a recent error")
         try:
             result = function(*args, **kwargs)
-        except redis.RedisError as error:
+        except REDIS_ERRORS as error:
             self._failed_at = self._clock()
             raise StoreUnavailableError(f"Redis: {error}") from error
         self._failed_at = None

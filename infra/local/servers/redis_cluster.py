@@ -86,8 +86,9 @@ class RedisClusterNode(RedisServer):
 
 class RedisClusterServer:
     """``masters`` cluster-enabled ``redis-server`` processes on free ports, joined into one cluster with
-    no replicas. Without persistence: a new cluster starts empty. ``url`` names one node; a cluster
-    client discovers the others from it."""
+    no replicas. Without persistence: a new cluster starts empty, and so does one restarted after
+    :meth:`stop` (on the same ports; it keeps its slot map). ``url`` names one node; a cluster client
+    discovers the others from it."""
 
     def __init__(self, masters: int = 3, *, work_dir: Path | None = None) -> None:
         if masters < 3:
@@ -97,6 +98,7 @@ class RedisClusterServer:
             self._temp_dir = tempfile.TemporaryDirectory(prefix="movierec-redis-cluster-")
             work_dir = Path(self._temp_dir.name)
         self.work_dir = work_dir
+        self._created = False
         self.nodes: list[RedisClusterNode] = []
         taken: set[int] = set()
         for _ in range(masters):
@@ -122,7 +124,9 @@ class RedisClusterServer:
                 node.launch()
             for node in self.nodes:
                 node.wait_ready(timeout_s)
-            self._create()
+            if not self._created:  # a restart finds its node tables (nodes.conf): the cluster rejoins
+                self._create()
+                self._created = True
             self.wait_until_ok(timeout_s)
         except BaseException:
             self.stop()

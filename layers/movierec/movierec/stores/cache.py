@@ -10,6 +10,7 @@ nothing uses MULTI, and ``SCAN`` walks every master (``RedisCluster.scan_iter``)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,8 +45,57 @@ def connect_redis(settings: RedisSettings, *, fresh_secret: bool = False) -> Red
         "decode_responses": False,
     }
     if settings.redis_cluster:
-        return RedisCluster.from_url(settings.redis_url, **options)
+        return DeferredRedisCluster(settings.redis_url, **options)
     return redis.Redis.from_url(settings.redis_url, **options)
+
+
+class DeferredRedisCluster(RedisCluster):
+    """A cluster client that may be built while the cluster is unreachable, as ``redis.Redis`` may.
+
+    ``RedisCluster`` reads the slot map when it is constructed and raises when no node answers: a
+    container started during a cache outage would fail its init, where a single-node client connects on
+    its first command, fails that one (the adapters' store error) and recovers by itself. This one
+    retries the discovery on each command until it succeeds, so init never needs the cache.
+
+    ``dynamic_startup_nodes=False`` keeps the configured endpoint (ElastiCache's configuration or
+    serverless endpoint, a DNS name) as the node every later rediscovery starts from, rather than the
+    node addresses the first ``CLUSTER SLOTS`` listed, which a replacement may retire.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self._discovery = (url, {"dynamic_startup_nodes": False, **options})
+        self._discovered = False
+        self._discovering = False
+        with contextlib.suppress(*REDIS_ERRORS):
+            self._discover()
+
+    def _discover(self) -> None:
+        if self._discovered or self._discovering:  # construction itself runs commands (COMMAND)
+            return
+        url, options = self._discovery
+        self._discovering = True
+        try:
+            super().__init__(url=url, **options)
+        finally:
+            self._discovering = False
+        self._discovered = True
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        self._discover()
+        return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        self._discover()
+        pipe: ClusterPipeline = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
+        return pipe
+
+    def disconnect_connection_pools(self) -> None:
+        if self._discovered:
+            super().disconnect_connection_pools()  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        if self._discovered:
+            super().close()
 
 
 def disconnect(client: RedisClient) -> None:

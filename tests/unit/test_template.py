@@ -177,9 +177,41 @@ def _condition(conditions: dict[str, Any], name: str, **parameters: str) -> bool
             return value(left) == value(right)
         if isinstance(node, dict) and "Fn::Or" in node:
             return any(value(item) for item in node["Fn::Or"])
+        if isinstance(node, dict) and "Condition" in node:
+            return value(conditions[node["Condition"]])
         return node
 
     return bool(value(conditions[name]))
+
+
+def test_the_cache_is_spoken_to_as_a_cluster_exactly_when_it_is_one(template: dict[str, Any]) -> None:
+    """ElastiCache Serverless speaks only the cluster protocol; the created replication group runs with
+    cluster mode disabled; an external cache is what RedisClusterMode says."""
+    resources = template["Resources"]
+    task = resources["TrainingTaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]
+    settings = [
+        resources["IngestFunction"]["Properties"]["Environment"]["Variables"]["REDIS_CLUSTER"],
+        resources["RecommendFunction"]["Properties"]["Environment"]["Variables"]["REDIS_CLUSTER"],
+        next(v["Value"] for v in task if v["Name"] == "REDIS_CLUSTER"),
+    ]
+    conditions = template["Conditions"]
+
+    def resolved(node: Any, **parameters: str) -> Any:
+        if isinstance(node, dict) and "Fn::If" in node:
+            name, then, otherwise = node["Fn::If"]
+            return resolved(then if _condition(conditions, name, **parameters) else otherwise, **parameters)
+        if isinstance(node, dict) and "Ref" in node:
+            return parameters[node["Ref"]]
+        return node
+
+    for mode, external, expected in (
+        ("serverless", "false", "true"),
+        ("replication-group", "true", "false"),
+        ("external", "false", "false"),
+        ("external", "true", "true"),
+    ):
+        for setting in settings:
+            assert resolved(setting, CacheMode=mode, RedisClusterMode=external) == expected, (mode, external)
 
 
 def test_recommend_uses_snapstart_on_its_published_alias_by_default(template: dict[str, Any]) -> None:

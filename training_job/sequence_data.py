@@ -79,22 +79,30 @@ class Windows:
         return int((self.target >= 0).sum())
 
 
-def training_windows(seq: Sequences, length: int) -> Windows:
-    """Non-overlapping windows from each user's latest engagement back, right-aligned like serving's
-    history: every engagement but a user's first is the target of exactly one position."""
+def training_windows(seq: Sequences, length: int, stride: int | None = None) -> Windows:
+    """Windows from each user's latest engagement back, right-aligned like serving's history: every
+    engagement but a user's first is the target of exactly one position.
+
+    Windows start every ``stride`` engagements (default ``length``: no overlap) and a window's
+    targets are its last ``stride`` positions only (all of them in a user's oldest window), so with
+    ``stride < length`` each prediction reads at least ``length - stride`` engagements, closer to the
+    full history serving reads, for ``length / stride`` times the encoder work.
+    """
+    stride = min(stride or length, length)
     counts = seq.counts()
     samples = np.maximum(counts - 1, 0)  # engagement i (i >= 1) is predicted from engagement i - 1
-    per_user = -(-samples // length)
+    per_user = np.where(samples > 0, 1 + -(-np.maximum(samples - length, 0) // stride), 0)
     user = np.repeat(np.arange(seq.n_users, dtype=np.int64), per_user)
-    # Window w of a user ends (exclusive, as input) at the engagement count - 1 - w * length.
     first = np.concatenate([[0], np.cumsum(per_user)[:-1]]).astype(np.int64)
     w = np.arange(len(user), dtype=np.int64) - first[user]
-    end = seq.start[user] + counts[user] - 1 - w * length  # flat index one past the last input
+    end = seq.start[user] + counts[user] - 1 - w * stride  # flat index one past the last input
     index = end[:, None] - length + np.arange(length)[None, :]
     index = np.where(index >= seq.start[user][:, None], index, -1)
     items, kinds, gaps, valid = encode_windows(seq.movie, seq.kind, seq.timestamp, index, seq.n_movies)
+    oldest = (w == per_user[user] - 1)[:, None]
+    owned = valid & (oldest | (np.arange(length)[None, :] >= length - stride))
     target_index = np.where(valid, index + 1, 0)
-    target = np.where(valid, seq.movie[target_index], -1)
+    target = np.where(owned, seq.movie[target_index], -1)
     query_seconds = seq.timestamp[target_index] - seq.timestamp[np.where(valid, index, 0)]
     query_gaps = np.where(valid, gap_bucket(query_seconds), 0)
     inputs = EncodedHistories(items, kinds, gaps, valid, np.zeros(len(user), dtype=np.int64))

@@ -162,10 +162,11 @@ def run_sequence_experiment(inp: ExperimentInput, config: SequenceConfig) -> Seq
     features = compute_features(tune_train, inp.users, inp.movies, inp.as_of)
     names = profile_names(inp.users)
     profiles = dataset_profiles(inp.users, names)
-    length = (config.params or SequenceParams()).history_length
+    base = config.params or SequenceParams()
+    length = base.history_length
     tune_seq = Sequences.from_positives(tune_train)
     data = SequenceTrainData(
-        training_windows(tune_seq, length),
+        training_windows(tune_seq, length, base.window_stride),
         torch.from_numpy(features.movies.normalised),
         torch.from_numpy(profiles),
         val_cases,
@@ -195,6 +196,7 @@ def run_sequence_experiment(inp: ExperimentInput, config: SequenceConfig) -> Seq
     scorer = NumpySequenceScorer(loaded, vectors, case_rows(inp.test, inp.train.n_users))
     metrics = evaluate(scorer, inp.test, seen_matrix(inp.train), K, test_slices(inp))
     metrics["validation_ndcg@10"] = run.best_ndcg
+    metrics["validation_hr@10"] = run.best_hr
     timings["evaluation_seconds"] = time.monotonic() - tick
     timings["total_seconds"] = time.monotonic() - started
     timings |= run.timings()
@@ -210,6 +212,7 @@ def sequence_summary(result: SequenceExperimentResult) -> dict[str, Any]:
     t = result.timings
     return out | {
         "validation_ndcg@10": result.metrics.get("validation_ndcg@10"),
+        "validation_hr@10": result.metrics.get("validation_hr@10"),
         "params": result.params.to_dict() | {"epochs": result.train.best_epoch},
         "loss_probe": result.probe,
         "samples_per_second": t.get("samples_per_second"),

@@ -56,6 +56,7 @@ class SequenceEpoch:
 class SequenceTrainResult:
     best_epoch: int = 0
     best_ndcg: float = -1.0
+    best_hr: float = 0.0  # validation HR@10 at the best epoch
     history: list[SequenceEpoch] = field(default_factory=list)
     targets: int = 0  # positives trained on (a positive and its negatives are one target)
     pairs: int = 0  # (user, movie) scores computed: targets * (1 + negatives)
@@ -229,6 +230,7 @@ class Trainer:
             result.history.append(SequenceEpoch(self.epoch, loss, hr, ndcg, elapsed))
             if ndcg > result.best_ndcg or self.data.validation is None:
                 result.best_epoch, result.best_ndcg, result.time_to_best = self.epoch, ndcg, elapsed
+                result.best_hr = hr
                 self.best_state = copy.deepcopy(self.model.state_dict())
                 self.stale = 0
             else:

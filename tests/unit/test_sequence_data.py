@@ -4,6 +4,7 @@ its target or after it (windows, evaluation histories and the model's causal att
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from movierec.sequence_encoding import GAP_BUCKETS, encode_history, gap_bucket
@@ -21,22 +22,28 @@ def _varied_pairs() -> Sequences:
     return Sequences.from_positives(pairs.take(keep))
 
 
-def test_every_engagement_but_a_users_first_is_the_target_of_exactly_one_position() -> None:
+@pytest.mark.parametrize("stride", [None, 3])
+def test_every_engagement_but_a_users_first_is_the_target_of_exactly_one_position(stride: int | None) -> None:
     seq = _varied_pairs()
-    windows = training_windows(seq, 8)
-    valid = windows.inputs.valid
+    windows = training_windows(seq, 8, stride)
+    valid, owned = windows.inputs.valid, windows.target >= 0
     assert windows.n_targets == int(np.maximum(seq.counts() - 1, 0).sum())
     assert valid[:, -1].all()  # right-aligned: the last column is always a real engagement
+    assert not (owned & ~valid).any()
+    predicted: list[tuple[int, int]] = []
     for row in range(len(windows)):
         user = int(windows.user[row])
         movies = seq.movie[seq.start[user] : seq.start[user + 1]]
         inputs = windows.inputs.items[row][valid[row]]
-        targets = windows.target[row][valid[row]]
         where = int(np.flatnonzero(movies == inputs[0])[0])
-        # Each target is the engagement right after its input; inputs are consecutive and in order.
+        # Inputs are consecutive and in order; each target is the engagement right after its input.
         assert np.array_equal(inputs, movies[where : where + len(inputs)])
-        assert np.array_equal(targets, movies[where + 1 : where + 1 + len(inputs)])
-    assert (windows.target[~valid] == -1).all()
+        positions = np.flatnonzero(owned[row][valid[row]])
+        assert np.array_equal(windows.target[row][valid[row]][positions], movies[where + 1 + positions])
+        if stride is not None and where > 0:  # overlapping: every prediction reads >= 8 - 3 engagements
+            assert positions.min() >= 8 - stride - 1
+        predicted += [(user, where + 1 + int(p)) for p in positions]
+    assert len(predicted) == len(set(predicted))
 
 
 def test_time_gaps_and_kinds_are_encoded_in_order() -> None:

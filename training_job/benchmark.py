@@ -16,6 +16,7 @@ from training_job.data import ncf_entities, read_ncf
 from training_job.evaluate import EvalCases
 from training_job.experiment import ExperimentConfig, ExperimentInput, ExperimentResult, run_experiment
 from training_job.gate import decide, versus_strongest
+from training_job.sequence_experiment import SequenceConfig, run_sequence_experiment, sequence_summary
 
 MODEL_KEYS = ("hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@10", "coverage@10")
 BASELINE_KEYS = (*MODEL_KEYS, "validation_hr@10", "validation_ndcg@10")
@@ -84,4 +85,11 @@ def run_benchmark(files: BenchmarkFiles, config: ExperimentConfig) -> tuple[dict
             base[name]["params"] = result.params[name]
     if "ease" not in base and "ease" in result.params:
         base["ease"] = dict(result.params["ease"])  # {"skipped": why}
-    return {"model": model, "baselines": base}, result
+    # The sequence model (no per-user weights), on the same inputs, test cases and budget.
+    sequence_config = SequenceConfig(
+        config.budget_seconds, seed=config.seed, code_version=config.code_version, threads=config.threads
+    )
+    sequence = run_sequence_experiment(inp, sequence_config)
+    summary = sequence_summary(sequence)
+    summary["versus_strongest"] = versus_strongest(sequence.metrics, result.baselines)
+    return {"model": model, "sequence": summary, "baselines": base}, result

@@ -207,8 +207,8 @@ class Trainer:
     def run(self, max_epochs: int, patience: int, deadline: float | None) -> SequenceTrainResult:
         result, n = self.result, len(self.data.windows)
         for _ in range(max_epochs):
-            if deadline is not None and time.monotonic() >= deadline:
-                break
+            if deadline is not None and self.epoch > 0 and time.monotonic() >= deadline:
+                break  # the first epoch always starts: a trainer is never left unvalidated
             if self.best_state is not None and self.stale >= patience:
                 break
             self.epoch += 1

@@ -45,7 +45,11 @@ def test_benchmark_prints_exactly_one_json_object(tmp_path: Path) -> None:
     assert done.stdout.count("\n") == 1
     assert done.stdout.endswith("\n")
     summary = json.loads(done.stdout)
-    assert set(summary) == {"model", "baselines"}
+    assert set(summary) == {"model", "sequence", "baselines"}
+    sequence = summary["sequence"]
+    assert set(sequence) >= METRICS | {"validation_ndcg@10", "params", "samples_per_second", "artifact_bytes"}
+    assert sequence["params"]["loss"] in {"bce", "softmax"}
+    assert set(sequence["versus_strongest"]) == {"validation", "test"}
     model = summary["model"]
     assert set(model) >= METRICS
     assert {"train_seconds", "params"} <= set(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -80,3 +81,13 @@ def test_report_and_feature_snapshot(result: FitResult) -> None:
     assert movies.num_rows == DATA.n_movies
     assert "popularity_all" in movies.column_names
     assert "activity_all" in users.column_names
+
+
+def test_ease_above_the_item_cap_is_skipped_with_the_reason() -> None:
+    data = generate(DATA)
+    config = FitConfig(budget_seconds=1.0, params=PARAMS, max_epochs=1, max_trials=1, progress=False)
+    skipped = fit(data, replace(config, threads=1, ease_max_items=10))
+    assert "ease" not in skipped.baselines
+    assert "above the cap of 10" in skipped.params["ease"]["skipped"]
+    assert "ease" not in skipped.gate.reason  # the gate compares with the baselines that ran
+    assert "strongest baseline" in skipped.gate.reason

@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
-
 from bench.common import progress
 from movierec import keys
 from movierec.contracts import Engagement, MovieChange, ProfileChange
@@ -20,6 +18,7 @@ from movierec.data.synthetic import GENRES, REGIONS, SyntheticConfig, generate
 from movierec.publication import Item, MovieInfo
 from movierec.recommend.snapshot import SNAPSHOT_KEY
 from movierec.stores.blobs import BlobStore
+from movierec.stores.cache import RedisClient
 from movierec.stores.publication import PIPELINE_CHUNK, PublicationStore
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from training_job.fit import FitConfig, fit
@@ -109,7 +108,7 @@ def ranked(rng: random.Random, catalogue: dict[int, MovieInfo], length: int) -> 
     ]
 
 
-def populate(client: redis.Redis, blobs: BlobStore, plan: Plan, work_dir: Path) -> Population:
+def populate(client: RedisClient, blobs: BlobStore, plan: Plan, work_dir: Path) -> Population:
     """Publish a version the way the training job does, then add the real-time state ingest writes."""
     rng = random.Random(SEED)
     catalogue = make_catalogue(rng, plan.movies)
@@ -181,11 +180,11 @@ def fit_model(plan: Plan, blobs: BlobStore) -> tuple[str, str]:
     return result.model_version, uri
 
 
-def forget_online_lists(client: redis.Redis, version: str, users: Sequence[str]) -> None:
+def forget_online_lists(client: RedisClient, version: str, users: Sequence[str]) -> None:
     """Drop the lists online scoring cached, so the next request for each user scores again (untimed)."""
     delete_keys(client, [keys.online_recommendations(version, user) for user in users])
 
 
-def delete_keys(client: redis.Redis, names: Sequence[str]) -> None:
+def delete_keys(client: RedisClient, names: Sequence[str]) -> None:
     for start in range(0, len(names), PIPELINE_CHUNK):
         client.unlink(*names[start : start + PIPELINE_CHUNK])

@@ -35,7 +35,7 @@ from infra.local.servers import RedisServer
 from movierec import keys
 from movierec.config import RecommendSettings
 from movierec.stores.blobs import BlobStore
-from movierec.stores.cache import connect_redis
+from movierec.stores.cache import RedisClient, connect_redis
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Rig:
     servers: Servers
     redis_server: RedisServer
     work_dir: Path
-    setup_client: redis.Redis
+    setup_client: RedisClient
     population: Population
     context: LambdaContextProtocol
     callers: dict[str, Caller]

@@ -17,7 +17,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
-import redis
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext as LambdaContextProtocol
 from pydantic import BaseModel
@@ -27,6 +26,7 @@ from bench.serve_population import LIST_LENGTH, SEED, Plan, delete_keys, ranked
 from infra.local.lambda_context import LambdaContext
 from movierec import keys
 from movierec.publication import MovieInfo, encode_items
+from movierec.stores.cache import RedisClient
 from movierec.stores.publication import PIPELINE_CHUNK, PublicationWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +167,7 @@ def count_round_trips(callers: dict[str, Caller], tiers: Sequence[str], calls: i
 
 
 def publication_throughput(
-    client: redis.Redis, plan: Plan, catalogue: dict[int, MovieInfo]
+    client: RedisClient, plan: Plan, catalogue: dict[int, MovieInfo]
 ) -> dict[str, Any]:
     rng = random.Random(SEED + 1)
     lists = [(f"pub{i}", ranked(rng, catalogue, LIST_LENGTH)) for i in range(plan.publish_users)]
@@ -205,7 +205,7 @@ def publication_throughput(
     }
 
 
-def raw_pipelined_set(client: redis.Redis, payloads: Sequence[tuple[str, bytes]]) -> None:
+def raw_pipelined_set(client: RedisClient, payloads: Sequence[tuple[str, bytes]]) -> None:
     pipe = client.pipeline(transaction=False)
     for start in range(0, len(payloads), PIPELINE_CHUNK):
         for key, value in payloads[start : start + PIPELINE_CHUNK]:

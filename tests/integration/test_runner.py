@@ -22,7 +22,7 @@ from infra.local.apigw import HttpApiServer, local_jwt
 from infra.local.bootstrap import bootstrap
 from infra.local.errors import UsageError
 from infra.local.template import DEFAULT_TEMPLATE
-from tests.unit.test_statemachine import write_fake_job
+from tests.unit.statemachine_support import write_fake_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_APP = REPO_ROOT / "tests" / "fixtures" / "runner_app"

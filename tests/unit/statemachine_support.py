@@ -1,9 +1,11 @@
-"""What the state-machine tests share (test_statemachine*.py): the pipeline's stages, and a recorder
-standing in for the AWS service calls and for time.sleep."""
+"""What the state-machine tests share (test_statemachine*.py, test_runner.py): the pipeline's stages, a
+recorder standing in for the AWS service calls and for time.sleep, and a fake training job."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from infra.local.statemachine import StatesError
@@ -31,3 +33,35 @@ class Recorder:
 
     def published(self) -> list[dict[str, Any]]:
         return [parameters for service, _, parameters in self.calls if service == "sns"]
+
+
+FAKE_JOB_SOURCE = '''\
+"""Stands in for `python -m training_job train`: records its call, exits as FAKE_JOB_PLAN says."""
+import json
+import os
+import sys
+from pathlib import Path
+
+args = sys.argv[1:]
+stage = args[args.index("--stage") + 1] if "--stage" in args else "all"
+log = Path(os.environ["FAKE_JOB_LOG"])
+calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+attempt = sum(1 for call in calls if call["stage"] == stage)
+names = ("ARTIFACT_BUCKET", "POWERTOOLS_SERVICE_NAME", "REDIS_URL", "MONGODB_URI", "AWS_ENDPOINT_URL")
+record = {"stage": stage, "argv": args, "env": {name: os.environ.get(name) for name in names}}
+with log.open("a") as handle:
+    handle.write(json.dumps(record) + "\\n")
+codes = json.loads(os.environ.get("FAKE_JOB_PLAN", "{}")).get(stage, [0])
+sys.exit(codes[min(attempt, len(codes) - 1)])
+'''
+
+
+def write_fake_job(directory: Path) -> tuple[Path, Path]:
+    """The fake job script and the file it logs its calls to (one JSON line per call)."""
+    script = directory / "fake_job.py"
+    script.write_text(FAKE_JOB_SOURCE)
+    return script, directory / "calls.jsonl"
+
+
+def job_calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []

@@ -28,7 +28,7 @@ from infra.local.lambda_context import LambdaContext
 from infra.local.sample_events import EVENTS_DIR, build, render
 from infra.local.template import DEFAULT_TEMPLATE, LocalCloud, Stack, local_environment
 from movierec.events import parse_event
-from tests.unit.test_statemachine import job_calls, write_fake_job
+from tests.unit.statemachine_support import job_calls, write_fake_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_APP = REPO_ROOT / "tests" / "fixtures" / "runner_app"

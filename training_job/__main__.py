@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from training_job import pipeline  # no torch at import: fit imports it when a model is trained
+from training_job.pushgateway import configured_url, run_and_push
 
 
 @contextlib.contextmanager
@@ -114,7 +115,7 @@ def _make_ncf_split(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "train":
-        return pipeline.run(args)
+        return run_and_push(lambda: pipeline.run(args), configured_url(), stage=args.stage)
     if args.command == "make-ncf-split":
         print(_make_ncf_split(args))
         return 0

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from infra.local.errors import UsageError
 from infra.local.lambda_context import LambdaContext
+from infra.local.metrics import EmfTap
 from infra.local.template import FunctionSpec
 
 Handler = Callable[[Any, Any], Any]
@@ -75,11 +76,18 @@ class FunctionHost:
     """One function, loaded lazily: ``invoke(event)`` returns what the handler returns."""
 
     def __init__(
-        self, spec: FunctionSpec, environment: Mapping[str, str], *, log: TextIO | None = None
+        self,
+        spec: FunctionSpec,
+        environment: Mapping[str, str],
+        *,
+        log: TextIO | None = None,
+        on_emf: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> None:
+        """``on_emf``: called with each EMF document the handler prints (the local ``/metrics``)."""
         self.spec = spec
         self.environment = dict(environment)
         self.log = log if log is not None else sys.stderr
+        self.on_emf = on_emf
         self._handler: Handler | None = None
         self.module: ModuleType | None = None
 
@@ -115,7 +123,8 @@ class FunctionHost:
     def invoke(self, event: Any, context: LambdaContext | None = None) -> Any:
         """Run the handler; HandlerError when it raises (an init error included)."""
         context = context or LambdaContext.for_function(self.spec)
-        with _INVOKE_LOCK, patched_environ(self.environment), contextlib.redirect_stdout(self.log):
+        output = self.log if self.on_emf is None else EmfTap(self.log, self.on_emf)
+        with _INVOKE_LOCK, patched_environ(self.environment), contextlib.redirect_stdout(output):
             try:
                 if self._handler is None:
                     self._handler = self._load()

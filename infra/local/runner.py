@@ -24,6 +24,7 @@ from infra.local.bootstrap import aws_client
 from infra.local.errors import UsageError
 from infra.local.host import FunctionHost, FunctionHosts, HandlerError
 from infra.local.kinesis import KinesisPoller, PollStats
+from infra.local.metrics import LocalMetrics
 from infra.local.template import (
     DEFAULT_TEMPLATE,
     STACK_NAME,
@@ -63,12 +64,13 @@ class LocalApp:
             endpoint_url=self.cloud.aws_endpoint_url,
         )
         self.env_vars = dict(env_vars or {})
+        self.metrics = LocalMetrics()  # the functions' EMF metrics and the API's, served at /metrics
         self.hosts = FunctionHosts(self.host)
 
     def host(self, function_id: str) -> FunctionHost:
         spec = self.stack.function(function_id)
         environment = local_environment(spec, self.cloud, environ=self.environ, overrides=self.env_vars)
-        return FunctionHost(spec, environment)
+        return FunctionHost(spec, environment, on_emf=self.metrics.observe_emf)
 
     def invoke(self, function_id: str, event: Any) -> Any:
         return self.hosts.get(function_id).invoke(event)
@@ -174,7 +176,11 @@ def start_api_command(args: argparse.Namespace) -> int:
     gateway = app.gateway()
     try:
         server = HttpApiServer(
-            gateway, args.host, args.port, access_log=lambda line: print(line, file=sys.stderr)
+            gateway,
+            args.host,
+            args.port,
+            access_log=lambda line: print(line, file=sys.stderr),
+            metrics=app.metrics,
         )
     except OSError as error:
         raise UsageError(
@@ -188,6 +194,7 @@ def start_api_command(args: argparse.Namespace) -> int:
         print(f"  {route.route_key:<40} -> {route.function_id} [{access}]", file=sys.stderr)
     for issuer, audience in sorted({(r.issuer, r.audience) for r in gateway.routes if r.issuer}):
         print(f"JWTs: issuer {issuer}, audience {' '.join(audience)}, local JWKS", file=sys.stderr)
+    print(f"Prometheus metrics: {server.url}/metrics", file=sys.stderr)
     print("`python -m infra.local token` mints a token. Ctrl-C stops.", file=sys.stderr)
     try:
         server.serve_forever()

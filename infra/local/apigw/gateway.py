@@ -75,6 +75,11 @@ class HttpApiGateway:
             response.headers.append(("access-control-allow-origin", allowed))
         return response
 
+    def route_path(self, request: HttpRequest) -> str:
+        """The path of the template's route that serves ``request`` (``/v1/movies/{movie_id}/similar``)."""
+        matched = match_route(self.routes, request.method, request.raw_path)
+        return matched.route.path if matched is not None else "unmatched"
+
     def _preflight(self, origin: str) -> HttpResponse:
         assert self.cors is not None
         if not self.cors.origin_allowed(origin):

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from infra.local.apigw.gateway import HttpApiGateway
-from infra.local.apigw.payload import HttpRequest
+from infra.local.apigw.payload import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from infra.local.metrics import LocalMetrics
+
+METRICS_PATH = "/metrics"
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -19,6 +25,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _serve(self) -> None:
+        started = time.perf_counter()
         url = urlsplit(self.path)
         length = int(self.headers.get("content-length") or 0)
         request = HttpRequest(
@@ -30,8 +37,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             source_ip=self.client_address[0],
             protocol=self.request_version,
         )
-        host = self.headers.get("host") or self.server.url.removeprefix("http://")
-        response = self.server.gateway.handle(request, domain_name=host)
+        metrics = self.server.metrics
+        if metrics is not None and request.method in {"GET", "HEAD"} and request.raw_path == METRICS_PATH:
+            # Prometheus's scrape: not an API route, so not counted as a request.
+            response = HttpResponse(200, [("content-type", metrics.content_type)], metrics.exposition())
+        else:
+            host = self.headers.get("host") or self.server.url.removeprefix("http://")
+            response = self.server.gateway.handle(request, domain_name=host)
+            if metrics is not None:
+                route = self.server.gateway.route_path(request)
+                metrics.observe_request(route, request.method, response.status, time.perf_counter() - started)
         self.send_response(response.status)
         for name, value in response.headers:
             if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
@@ -50,7 +65,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 class HttpApiServer(ThreadingHTTPServer):
-    """``sam local start-api`` for HTTP APIs; ``port=0`` picks a free port (see ``server_address``)."""
+    """``sam local start-api`` for HTTP APIs; ``port=0`` picks a free port (see ``server_address``).
+
+    With ``metrics`` (``LocalApp.metrics``) it also serves ``GET /metrics`` in Prometheus's text format and
+    counts and times every request by route.
+    """
 
     daemon_threads = True
 
@@ -61,9 +80,11 @@ class HttpApiServer(ThreadingHTTPServer):
         port: int = 3000,
         *,
         access_log: Callable[[str], None] | None = None,
+        metrics: LocalMetrics | None = None,
     ) -> None:
         self.gateway = gateway
         self.access_log = access_log
+        self.metrics = metrics
         super().__init__((host, port), _RequestHandler)
 
     @property

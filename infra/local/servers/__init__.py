@@ -1,8 +1,8 @@
 """Real servers as child processes: Redis (``redis``; a three-master Redis Cluster in
-``redis_cluster``), MongoDB or a wire-compatible server (``mongo``)
-and moto (``aws``), on the lifecycle of ``process``. Tests use them on free ports; ``python -m
-infra.local up`` uses them detached on fixed ports. ``mongoeco`` serves mongoeco's wire server with
-our fixes to it, all in ``mongoeco_patches``.
+``redis_cluster``), MongoDB or a wire-compatible server (``mongo``), moto (``aws``) and
+Prometheus with its Pushgateway (``prometheus``), on the lifecycle of ``process``. Tests use them on
+free ports; ``python -m infra.local up`` uses them detached on fixed ports. ``mongoeco`` serves
+mongoeco's wire server with our fixes to it, all in ``mongoeco_patches``.
 
 Every module here imports only the standard library at module level: ``.venv-mongo`` (Python 3.13,
 without our dependencies) imports this package to serve mongoeco. The names below are the interface.
@@ -21,6 +21,7 @@ from infra.local.servers.process import (
     process_command_line,
     stop_detached,
 )
+from infra.local.servers.prometheus import PrometheusServer, PushgatewayServer, prometheus_available
 from infra.local.servers.redis import RedisServer, find_redis_server
 from infra.local.servers.redis_cluster import RedisClusterServer, find_redis_cli
 
@@ -29,6 +30,8 @@ __all__ = [
     "MongoBackend",
     "MongoServer",
     "MotoServer",
+    "PrometheusServer",
+    "PushgatewayServer",
     "RedisClusterServer",
     "RedisServer",
     "ServerStartError",
@@ -43,6 +46,7 @@ __all__ = [
     "port_in_use",
     "process_alive",
     "process_command_line",
+    "prometheus_available",
     "reset_aws_endpoint",
     "stop_detached",
 ]

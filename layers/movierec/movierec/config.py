@@ -108,3 +108,8 @@ class TrainingSettings(RedisSettings, MongoSettings):
     top_n: int = Field(default=100, ge=1, le=1_000)
     popularity_n: int = Field(default=200, ge=1, le=5_000)
     active_user_days: int = Field(default=30, ge=1, le=3_650)
+    pushgateway_url: str | None = Field(
+        default=None,
+        description="A Prometheus Pushgateway (http://host:9091): the run pushes its metrics there when it"
+        " ends (training_job/pushgateway.py; docs/operations.md). Unset: no push.",
+    )

@@ -18,6 +18,11 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import Ama
 
 METRIC_NAMESPACE = "MovieRec"
 
+# Called with each EMF document this process flushes, before it is printed. Empty in the functions (the
+# hot path pays one test of an empty list); the training job adds one to push its run metrics to a
+# Prometheus Pushgateway (training_job/pushgateway.py).
+flush_listeners: list[Callable[[Mapping[str, Any]], None]] = []
+
 
 class _OrjsonEMFProvider(AmazonCloudWatchEMFProvider):
     """Powertools' CloudWatch EMF provider, writing each document with orjson: ``json.dumps`` took
@@ -27,8 +32,11 @@ class _OrjsonEMFProvider(AmazonCloudWatchEMFProvider):
         if not self.metric_set or is_metrics_disabled():
             super().flush_metrics(raise_on_empty_metrics)  # Powertools' own warning, error or no-op
             return
+        document = self.serialize_metric_set()
+        for listener in flush_listeners:
+            listener(document)
         # Non-str keys are written as json.dumps would write them (a str enum's value, a number's text).
-        print(orjson.dumps(self.serialize_metric_set(), option=orjson.OPT_NON_STR_KEYS).decode())
+        print(orjson.dumps(document, option=orjson.OPT_NON_STR_KEYS).decode())
         self.clear_metrics()
 
 

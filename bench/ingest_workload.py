@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from movierec.data.synthetic import GENRES, REGIONS
 from tests.support import kinesis_event
+from training_job.sources.synthetic import GENRES, REGIONS
 
 SEED = 20_261_101
 

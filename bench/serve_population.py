@@ -14,16 +14,16 @@ from pathlib import Path
 from bench.common import progress
 from movierec import keys
 from movierec.contracts import Engagement, MovieChange, ProfileChange
-from movierec.data.synthetic import GENRES, REGIONS, SyntheticConfig, generate
 from movierec.publication import Item, MovieInfo
 from movierec.recommend.snapshot import SNAPSHOT_KEY
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import RedisClient
-from movierec.stores.publication import PIPELINE_CHUNK, PublicationStore
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from training_job.fit import FitConfig, fit
 from training_job.model import NeuMFParams
 from training_job.publishing import publish
+from training_job.sources.synthetic import GENRES, REGIONS, SyntheticConfig, generate
+from training_job.stores.publication import PIPELINE_CHUNK, PublicationStore
 
 SEED = 20_261_105
 LIST_LENGTH = 100  # TrainingSettings.top_n: what a published list holds

@@ -27,7 +27,7 @@ from infra.local.lambda_context import LambdaContext
 from movierec import keys
 from movierec.publication import MovieInfo, encode_items
 from movierec.stores.cache import RedisClient
-from movierec.stores.publication import PIPELINE_CHUNK, PublicationWriter
+from training_job.stores.publication import PIPELINE_CHUNK, PublicationWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_FILE = REPO_ROOT / "functions" / "recommend" / "app.py"

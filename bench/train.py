@@ -28,10 +28,10 @@ from torch import nn
 
 from bench.common import claim_stdout, format_table, parser, print_json, progress, ratio
 from movierec.data.dataset import Dataset
-from movierec.data.synthetic import SyntheticConfig, generate
 from training_job.data import IntArray, Positives, compact_ids, implicit_feedback, subset_movies, subset_users
 from training_job.features import compute_features
 from training_job.model import NeuMFParams
+from training_job.sources.synthetic import SyntheticConfig, generate
 from training_job.train import TrainData, TrainOptions, train_neumf, use_all_cores
 
 # The anchor's scale: about 3,000 users and 485k ratings (ML-1M-like density).
@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stream = claim_stdout() if args.json else None
     threads = use_all_cores()
     if args.movielens is not None:
-        from movierec.data.movielens import load_movielens
+        from training_job.sources.movielens import load_movielens
 
         dataset = load_movielens(args.movielens)
     else:

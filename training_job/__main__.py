@@ -95,8 +95,8 @@ def _benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _make_ncf_split(args: argparse.Namespace) -> str:
-    from movierec.data.movielens import load_movielens
     from training_job.data import make_ncf_split, write_ncf
+    from training_job.sources.movielens import load_movielens
 
     dataset = load_movielens(args.movielens_path)
     data, compact = make_ncf_split(dataset, args.negatives, args.seed)

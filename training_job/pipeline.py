@@ -35,8 +35,6 @@ from movierec.publication import Item
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
 from movierec.stores.mongo import connect_mongo
-from movierec.stores.publication import PublicationStore
-from movierec.stores.training_source import read_dataset, retired_movies
 from training_job.publishing import (
     DEFAULT_POPULARITY,
     PopularityPolicy,
@@ -46,6 +44,8 @@ from training_job.publishing import (
     publish,
     top_n_lists,
 )
+from training_job.stores.publication import PublicationStore
+from training_job.stores.training_source import read_dataset, retired_movies
 
 EXIT_GATE_REJECTED = 3
 EXIT_BAD_INPUT = 2

@@ -22,7 +22,7 @@ from movierec.publication import Item, Manifest, MovieInfo, new_version_id
 from movierec.recommend.online import RETRIEVAL_CANDIDATES
 from movierec.recommend.snapshot import SNAPSHOT_KEY, snapshot_json
 from movierec.stores.blobs import BlobStore
-from movierec.stores.publication import PublicationStore
+from training_job.stores.publication import PublicationStore
 
 DEFAULT_POPULARITY = PopularityConfig()
 _LEGACY = Manifest(version="", created_at=0.0, data_cutoff=0.0)  # what a manifest without the fields means

@@ -33,11 +33,11 @@ from infra.local.runner import LocalApp
 from infra.local.servers import MongoServer, MotoServer, RedisServer, choose_mongo_backend
 from infra.local.template import DEFAULT_TEMPLATE, training_environment
 from movierec.data.dataset import Dataset
-from movierec.data.movielens import MovieLensFormatError, load_movielens
-from movierec.data.publisher import MIN_PROFILE_AGE, publish
-from movierec.data.synthetic import SyntheticConfig, generate
 from movierec.events import EventType, SignupEvent, WatchEvent, dump_event
-from movierec.stores.stream import KinesisStream
+from training_job.sources.movielens import MovieLensFormatError, load_movielens
+from training_job.sources.publisher import MIN_PROFILE_AGE, publish
+from training_job.sources.synthetic import SyntheticConfig, generate
+from training_job.stores.stream import KinesisStream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO_ROOT / ".local" / "demo"

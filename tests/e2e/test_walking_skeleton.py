@@ -27,10 +27,10 @@ from infra.local.apigw import HttpApiServer, local_jwt
 from infra.local.bootstrap import bootstrap
 from infra.local.runner import LocalApp
 from infra.local.template import DEFAULT_TEMPLATE, training_environment
-from movierec.data.publisher import publish
-from movierec.data.synthetic import SyntheticConfig, generate
 from movierec.events import EventType, SignupEvent, dump_event
-from movierec.stores.stream import KinesisStream
+from training_job.sources.publisher import publish
+from training_job.sources.synthetic import SyntheticConfig, generate
+from training_job.stores.stream import KinesisStream
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 END = datetime(2026, 11, 1, tzinfo=UTC)

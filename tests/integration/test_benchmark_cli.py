@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from movierec.data.synthetic import SyntheticConfig, generate
 from training_job.data import make_ncf_split, write_ncf
+from training_job.sources.synthetic import SyntheticConfig, generate
 
 REPO = Path(__file__).resolve().parents[2]
 METRICS = {"hr@10", "ndcg@10", "full_hr@10"}

@@ -25,9 +25,9 @@ from infra.ops.failure_queue import FailureQueue
 from infra.ops.replay import replay_queue
 from infra.ops.stream_reader import KinesisRangeReader
 from movierec.ingest.processor import handle_stream_event
-from movierec.stores.stream import KinesisStream
 from tests.integration.ingest_harness import Harness, build_harness
 from tests.support import event_payload, kinesis_event
+from training_job.stores.stream import KinesisStream
 
 STREAM = "movierec-test-faults"
 BATCH = 50

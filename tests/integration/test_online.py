@@ -18,19 +18,19 @@ from movierec.artifact import load
 from movierec.config import RecommendSettings
 from movierec.contracts import Engagement
 from movierec.data.dataset import Dataset
-from movierec.data.synthetic import SyntheticConfig, generate
 from movierec.publication import Item, MovieInfo
 from movierec.recommend.online import ScorerCache
 from movierec.recommend.service import Recommender, ServingPolicy, Tier
 from movierec.recommend.snapshot import PopularitySnapshot
 from movierec.recommend.wiring import build_recommender
 from movierec.stores.blobs import BlobStore
-from movierec.stores.publication import PublicationStore
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from movierec.stores.serving import ServingStore
 from training_job.fit import FitConfig, FitResult, fit
 from training_job.model import NeuMFParams
 from training_job.publishing import publish
+from training_job.sources.synthetic import SyntheticConfig, generate
+from training_job.stores.publication import PublicationStore
 
 DATA = SyntheticConfig(n_users=150, n_movies=300, n_events=5_000, seed=31)
 PARAMS = NeuMFParams(factors=8, mlp_layers=(16, 8, 4), batch_size=2048, learning_rate=0.01)

@@ -16,10 +16,10 @@ import pytest
 from moto import mock_aws
 
 from movierec.data.dataset import Dataset
-from movierec.data.publisher import event_count, iter_events, partition_key, publish
-from movierec.data.synthetic import SyntheticConfig, generate
 from movierec.events import RatingEvent, WatchEvent, dump_event, parse_event
-from movierec.stores.stream import KinesisStream
+from training_job.sources.publisher import event_count, iter_events, partition_key, publish
+from training_job.sources.synthetic import SyntheticConfig, generate
+from training_job.stores.stream import KinesisStream
 
 STREAM = "movierec-test-events"
 SHARDS = 2

@@ -19,10 +19,10 @@ from movierec.publication import Item, MovieInfo, item_row
 from movierec.recommend.service import Recommender, ServingPolicy, Tier, UnknownGenreError
 from movierec.recommend.snapshot import PopularitySnapshot
 from movierec.stores.blobs import BlobStore
-from movierec.stores.publication import PublicationStore
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from movierec.stores.serving import ServingStore
 from training_job.publishing import PopularityPolicy, publish
+from training_job.stores.publication import PublicationStore
 
 CATALOGUE = {
     1: MovieInfo("Alien", ("Horror", "Sci-Fi"), 1979),

@@ -22,8 +22,8 @@ from infra.local.template import DEFAULT_TEMPLATE
 from movierec import keys
 from movierec.publication import Item, MovieInfo
 from movierec.stores.blobs import BlobStore
-from movierec.stores.publication import PublicationStore
 from training_job.publishing import publish
+from training_job.stores.publication import PublicationStore
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 CATALOGUE = {1: MovieInfo("Alien", ("Horror",), 1979), 2: MovieInfo("Heat", ("Crime",), 1995)}

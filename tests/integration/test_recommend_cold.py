@@ -22,9 +22,9 @@ from infra.local.template import DEFAULT_TEMPLATE
 from movierec import keys
 from movierec.publication import Item
 from movierec.stores.blobs import BlobStore
-from movierec.stores.publication import PublicationStore
 from tests.integration.test_recommend_api import CATALOGUE, answer_without_500, sample, with_path, with_user
 from training_job.publishing import publish
+from training_job.stores.publication import PublicationStore
 
 REPO_ROOT = DEFAULT_TEMPLATE.parent
 POPULAR = [Item(2, 0.7, "Heat", ("Crime",), 1995), Item(1, 0.5, "Alien", ("Horror",), 1979)]

@@ -31,12 +31,12 @@ from movierec.recommend.service import Recommendations, Recommender, Tier
 from movierec.recommend.wiring import build_recommender
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import RedisClient, connect_redis
-from movierec.stores.publication import PENDING_VERSIONS, PublicationStore
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from movierec.stores.serving import ServingStore
 from tests.integration.test_online import catalogue, trained  # noqa: F401  (fixture)
 from training_job.fit import FitResult
 from training_job.publishing import publish
+from training_job.stores.publication import PENDING_VERSIONS, PublicationStore
 
 BUCKET = "artifacts"
 TRENDING = TrendingPolicy(3600, 24)

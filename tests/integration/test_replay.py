@@ -24,9 +24,9 @@ from movierec.contracts import StreamRecord
 from movierec.ingest.processor import handle_stream_event
 from movierec.ingest.service import BatchResult
 from movierec.stores import aws
-from movierec.stores.stream import KinesisStream
 from tests.integration.ingest_harness import Harness
 from tests.support import event_payload
+from training_job.stores.stream import KinesisStream
 
 STREAM = "movierec-test-replay"
 EVENTS = 300

@@ -12,15 +12,15 @@ import redis
 
 from movierec import keys, segments
 from movierec.config import TrainingSettings
-from movierec.data.publisher import iter_events
-from movierec.data.synthetic import SyntheticConfig, generate
 from movierec.events import dump_event
 from movierec.ingest.processor import handle_stream_event
-from movierec.stores.publication import PublicationStore
 from tests.integration.ingest_harness import build_harness
 from tests.support import kinesis_event
 from training_job.__main__ import main
 from training_job.pipeline import EXIT_BAD_INPUT, Pipeline, StageInputError
+from training_job.sources.publisher import iter_events
+from training_job.sources.synthetic import SyntheticConfig, generate
+from training_job.stores.publication import PublicationStore
 
 BUCKET = "movierec-test-artifacts"
 DATA = SyntheticConfig(seed=3, n_users=60, n_movies=40, n_events=900, n_regions=3)

@@ -9,8 +9,8 @@ import pymongo
 
 from movierec.events import EVENT_ADAPTER
 from movierec.stores.documents import EventDocuments
-from movierec.stores.training_source import read_dataset
 from tests.support import event_payload
+from training_job.stores.training_source import read_dataset
 
 
 def engagements() -> list[Any]:

@@ -14,12 +14,12 @@ import torch
 
 from movierec import artifact
 from movierec.artifact import ModelArtifact, UserVector
-from movierec.data.synthetic import SyntheticConfig, generate
 from training_job.data import implicit_feedback
 from training_job.evaluate import EvalCases
 from training_job.experiment import ExperimentInput, build_artifact, cold_movies
 from training_job.features import compute_features
 from training_job.model import NeuMF, NeuMFParams
+from training_job.sources.synthetic import SyntheticConfig, generate
 from training_job.train import TrainData, TrainOptions, train_neumf
 
 PARAMS = NeuMFParams(factors=8, mlp_layers=(16, 8, 4), batch_size=1024, learning_rate=0.01)

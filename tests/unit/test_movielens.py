@@ -12,8 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from movierec.data.dataset import UNKNOWN, InteractionKind
-from movierec.data.movielens import Release, detect_release, load_movielens, region_from_zip, year_from_title
 from tests.unit.movielens_files import FLAGS, column, make_1m, make_10m, make_100k, make_csv, movie, write
+from training_job.sources.movielens import (
+    Release,
+    detect_release,
+    load_movielens,
+    region_from_zip,
+    year_from_title,
+)
 
 # --- formats ------------------------------------------------------------------------------------------
 

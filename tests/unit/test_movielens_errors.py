@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from movierec.data.movielens import MovieLensFormatError, load_movielens
 from tests.unit.movielens_files import flags, make_1m, make_100k, make_csv, write
+from training_job.sources.movielens import MovieLensFormatError, load_movielens
 
 
 def test_missing_path_says_what_was_expected(tmp_path: Path) -> None:

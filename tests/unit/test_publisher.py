@@ -13,16 +13,6 @@ import numpy as np
 import pytest
 
 from movierec.data.dataset import UNKNOWN, Dataset, InteractionKind, Interactions, Movies, Users
-from movierec.data.movielens import load_movielens
-from movierec.data.publisher import (
-    NOMINAL_RUNTIME_SECONDS,
-    UNKNOWN_REGION,
-    event_count,
-    iter_events,
-    partition_key,
-    publish,
-)
-from movierec.data.synthetic import SyntheticConfig, generate
 from movierec.events import (
     AddToListEvent,
     ClickEvent,
@@ -33,7 +23,17 @@ from movierec.events import (
     dump_event,
     parse_event,
 )
-from movierec.stores.stream import (
+from training_job.sources.movielens import load_movielens
+from training_job.sources.publisher import (
+    NOMINAL_RUNTIME_SECONDS,
+    UNKNOWN_REGION,
+    event_count,
+    iter_events,
+    partition_key,
+    publish,
+)
+from training_job.sources.synthetic import SyntheticConfig, generate
+from training_job.stores.stream import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
     MAX_RECORD_BYTES,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from movierec import segments
 from movierec.data.dataset import Dataset, InteractionKind
-from movierec.data.synthetic import (
+from training_job.sources.synthetic import (
     GENRES,
     SyntheticConfig,
     SyntheticTruth,

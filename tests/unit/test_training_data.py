@@ -18,7 +18,6 @@ from movierec.data.dataset import (
     dataset_from_bytes,
     dataset_to_bytes,
 )
-from movierec.data.synthetic import SyntheticConfig, generate
 from training_job.data import (
     EventWeights,
     NcfData,
@@ -27,6 +26,7 @@ from training_job.data import (
     read_ncf,
     write_ncf,
 )
+from training_job.sources.synthetic import SyntheticConfig, generate
 
 R, W, C, A = InteractionKind.RATING, InteractionKind.WATCH, InteractionKind.CLICK, InteractionKind.ADD_TO_LIST
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from movierec.data.dataset import Dataset, InteractionKind, Interactions, Movies, Users
-from movierec.data.synthetic import SyntheticConfig, generate
 from training_job.data import implicit_feedback
 from training_job.features import (
     DAY,
@@ -14,6 +13,7 @@ from training_job.features import (
     from_parquet_bytes,
     snapshot_files,
 )
+from training_job.sources.synthetic import SyntheticConfig, generate
 
 CONFIG = SyntheticConfig(n_users=80, n_movies=60, n_events=2_500, seed=11)
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from movierec import artifact
-from movierec.data.synthetic import SyntheticConfig, generate
 from training_job.fit import FitConfig, FitResult, fit
 from training_job.model import NeuMFParams
+from training_job.sources.synthetic import SyntheticConfig, generate
 
 DATA = SyntheticConfig(n_users=150, n_movies=300, n_events=5_000, seed=21)
 PARAMS = NeuMFParams(factors=8, mlp_layers=(16, 8, 4), batch_size=2048, learning_rate=0.01)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from movierec.data.synthetic import SyntheticConfig, generate
 from training_job.data import implicit_feedback
 from training_job.evaluate import EvalCases
 from training_job.features import compute_features
 from training_job.model import NeuMF, NeuMFParams
 from training_job.sampling import sample_eval_negatives
+from training_job.sources.synthetic import SyntheticConfig, generate
 from training_job.split import leave_last_out
 from training_job.train import TrainData, TrainOptions, train_neumf
 

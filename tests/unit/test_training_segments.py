@@ -11,7 +11,6 @@ import pytest
 
 from movierec import segments
 from movierec.data.dataset import Dataset, Users
-from movierec.data.synthetic import SyntheticConfig, generate
 from movierec.popularity import blend_with_trending
 from movierec.publication import Manifest
 from training_job.data import Positives, implicit_feedback, positives_from_columns
@@ -25,6 +24,7 @@ from training_job.segment_choice import (
     choose_for_dataset,
     choose_segment_popularity,
 )
+from training_job.sources.synthetic import SyntheticConfig, generate
 from training_job.split import leave_last_out, temporal_split
 from training_job.trending import WindowCounts, blended_metrics, trending_counts
 

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from movierec.data.dataset import Movies, Users
-from movierec.data.movielens.attributes import (
+from training_job.sources.movielens.attributes import (
     GENRES_100K,
     OCCUPATIONS_1M,
     region_from_zip,
@@ -21,7 +21,7 @@ from movierec.data.movielens.attributes import (
     year_from_date,
     year_from_title,
 )
-from movierec.data.movielens.release import MovieLensFormatError, format_error
+from training_job.sources.movielens.release import MovieLensFormatError, format_error
 
 
 def decode_text(path: Path) -> str:

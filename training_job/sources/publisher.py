@@ -51,7 +51,7 @@ _ROWS_PER_STEP = 65_536  # interactions are converted to Python values this many
 
 
 class RecordSink(Protocol):
-    """Anything that takes (data, partition key) records: ``movierec.stores.stream.KinesisStream``."""
+    """Anything that takes (data, partition key) records: ``training_job.stores.stream.KinesisStream``."""
 
     def put(self, records: Sequence[tuple[bytes, str]]) -> int: ...
 

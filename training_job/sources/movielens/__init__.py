@@ -27,22 +27,22 @@ from pathlib import Path
 import numpy as np
 
 from movierec.data.dataset import UNKNOWN, Dataset, InteractionKind, Interactions, Users
-from movierec.data.movielens.attributes import (
+from training_job.sources.movielens.attributes import (
     INTERNATIONAL,
     ZIP_REGIONS,
     region_from_zip,
     split_genres,
     year_from_title,
 )
-from movierec.data.movielens.ratings import CHUNK_BYTES, dense_codes, read_ratings
-from movierec.data.movielens.release import (
+from training_job.sources.movielens.ratings import CHUNK_BYTES, dense_codes, read_ratings
+from training_job.sources.movielens.release import (
     RELEASE_FILES,
     MovieLensFormatError,
     Release,
     detect_release,
     expected_files,
 )
-from movierec.data.movielens.text import (
+from training_job.sources.movielens.text import (
     UserTable,
     genre_names_100k,
     read_movies_100k,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from movierec.data.movielens.release import MovieLensFormatError, format_error
+from training_job.sources.movielens.release import MovieLensFormatError, format_error
 
 CHUNK_BYTES = 32 * 1024 * 1024
 """Ratings are read this many bytes at a time (about 1.2M CSV rows): the loader's working set."""

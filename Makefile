@@ -39,6 +39,10 @@ $(VENV_TOOLS)/.stamp: infra/requirements-tools.txt
 	@$(VENV_TOOLS)/bin/pip install $(PIP_QUIET) -r infra/requirements-tools.txt 2>&1 | $(PIP_FILTER)
 	@touch $@
 
+.PHONY: prometheus
+prometheus: ## install Debian's prometheus and prometheus-pushgateway if absent (apt-get, root or sudo)
+	@scripts/ensure-prometheus
+
 .PHONY: venv
 venv: $(VENV)/.stamp $(VENV_MONGO)/.stamp $(VENV_TOOLS)/.stamp ## create every virtualenv
 
@@ -57,7 +61,7 @@ template-check: $(VENV)/.stamp $(VENV_TOOLS)/.stamp ## cfn-lint, sam validate --
 	$(VENV_TOOLS)/bin/checkov --quiet --compact --skip-download -f template.yaml --framework cloudformation
 
 .PHONY: test
-test: venv lint template-check ## the full suite: lint, template checks, pytest (starts and stops its own servers)
+test: venv prometheus lint template-check ## the full suite: lint, template checks, pytest (starts and stops its own servers)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest $(ARGS)
 
 .PHONY: test-fast
@@ -74,7 +78,7 @@ down: $(VENV)/.stamp ## stop the local cloud
 	$(PY) -m infra.local down
 
 .PHONY: demo
-demo: venv ## the whole product end to end on synthetic data (ARGS=--once to exit, ARGS="--movielens PATH")
+demo: venv prometheus ## the whole product end to end on synthetic data (ARGS=--once to exit, ARGS="--movielens PATH")
 	$(PY) -m infra.local demo $(ARGS)
 
 .PHONY: bench

@@ -30,7 +30,15 @@ from infra.local.bootstrap import bootstrap
 from infra.local.demo_requests import Sample, show, show_requests
 from infra.local.errors import UsageError
 from infra.local.runner import LocalApp
-from infra.local.servers import MongoServer, MotoServer, RedisServer, choose_mongo_backend
+from infra.local.servers import (
+    MongoServer,
+    MotoServer,
+    PrometheusServer,
+    PushgatewayServer,
+    RedisServer,
+    choose_mongo_backend,
+    prometheus_available,
+)
 from infra.local.template import DEFAULT_TEMPLATE, training_environment
 from movierec.data.dataset import Dataset
 from movierec.events import EventType, SignupEvent, WatchEvent, dump_event
@@ -143,6 +151,7 @@ def demo_command(args: argparse.Namespace) -> int:
             ingest(app, f"user {known} watches movie {top_pick}, their top pick, right now", 1)
             title = f"{known} again: the precomputed list is stale now, NeuMF scores online (no {top_pick})"
             show(server.url, Sample(title, "/v1/recommendations?k=5", known))
+        show_prometheus(server, environ.get("PUSHGATEWAY_URL"), cleanup)
         if args.once:
             return 0
         say("serving until Ctrl-C")
@@ -165,7 +174,11 @@ def start_cloud(cleanup: ExitStack) -> dict[str, str]:
         else cleanup.enter_context(MongoServer(backend=backend)).uri
     )
     moto = cleanup.enter_context(MotoServer())
+    pushgateway: dict[str, str] = {}
+    if prometheus_available():  # the training job pushes its run metrics there
+        pushgateway["PUSHGATEWAY_URL"] = cleanup.enter_context(PushgatewayServer()).url
     return {
+        **pushgateway,
         **os.environ,
         "AWS_ENDPOINT_URL": moto.url,
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -321,13 +334,53 @@ def sign_up(stream: KinesisStream, user_id: str, region: str, birth_year: int | 
 
 def start_api(app: LocalApp, port: int, cleanup: ExitStack) -> HttpApiServer:
     try:
-        server = HttpApiServer(app.gateway(), "127.0.0.1", port)
+        server = HttpApiServer(app.gateway(), "127.0.0.1", port, metrics=app.metrics)
     except OSError as error:
         raise UsageError(f"cannot listen on 127.0.0.1:{port} ({error.strerror}); pass --port") from error
     threading.Thread(target=server.serve_forever, name="start-api", daemon=True).start()
     cleanup.callback(server.server_close)
     cleanup.callback(server.shutdown)
     return server
+
+
+# What the demo asks Prometheus once the sample requests are scraped (the Grafana dashboard has more).
+PROMQL_SAMPLES = (
+    ("requests by route and status", "sum by (route, status) (movierec_http_requests_total)"),
+    ("requests by serving tier", "sum by (tier) (movierec_tier_latency_ms_count)"),
+    (
+        "API p99 latency (s)",
+        "histogram_quantile(0.99, sum by (le) (movierec_http_request_duration_seconds_bucket))",
+    ),
+    ("fallbacks", "sum(movierec_fallback_total) or vector(0)"),
+    ("the training run's NDCG@10 (pushed)", 'movierec_model_ndcg_at_10{job="movierec-training"}'),
+)
+
+
+def show_prometheus(server: HttpApiServer, pushgateway_url: str | None, cleanup: ExitStack) -> None:
+    """A real Prometheus scraping the API's /metrics and the Pushgateway; a few live queries."""
+    if not prometheus_available():
+        say("Prometheus is not installed (`make prometheus`): skipping the Prometheus queries")
+        return
+    prometheus = cleanup.enter_context(
+        PrometheusServer(
+            api_targets=[server.url.removeprefix("http://")],
+            pushgateway=pushgateway_url.removeprefix("http://") if pushgateway_url else None,
+            scrape_interval_s=1.0,
+        )
+    )
+    say(f"Prometheus is on {prometheus.url}: it scrapes {server.url}/metrics and {pushgateway_url}")
+    for title, promql in PROMQL_SAMPLES:
+        try:
+            result = prometheus.wait_for(promql, timeout_s=20.0)
+        except TimeoutError:
+            result = []
+        values = ", ".join(f"{_labels(r['metric'])} {float(r['value'][1]):g}" for r in result)
+        say(f"    {title}: {promql}\n        -> {values or '(no series yet)'}")
+
+
+def _labels(metric: dict[str, str]) -> str:
+    shown = [f"{name}={value}" for name, value in metric.items() if name not in {"instance", "job"}]
+    return "{" + ",".join(shown) + "}"
 
 
 def first_genre(dataset: Dataset) -> str:

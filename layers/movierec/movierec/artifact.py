@@ -103,8 +103,9 @@ class ArtifactMetadata:
         version = raw.get("format_version")
         if version == SEQUENCE_FORMAT_VERSION:
             raise ValueError(
-                f"artifact format_version {version} is the sequence model: load it with movierec.sequence.load"
-                f" (this loader reads the ID-based NeuMF, format_version {FORMAT_VERSION})"
+                f"artifact format_version {version} is the sequence model: load it with"
+                " movierec.sequence.load (this loader reads the ID-based NeuMF,"
+                f" format_version {FORMAT_VERSION})"
             )
         if version != FORMAT_VERSION:
             raise ValueError(

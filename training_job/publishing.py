@@ -121,14 +121,18 @@ def publish(
     artifact_uri: str | None = None,
     metrics: Mapping[str, float] | None = None,
     policy: PopularityPolicy = PopularityPolicy(),
+    challenger: str | None = None,
 ) -> Publication:
     """Write everything under a fresh version, then switch. A crash before the switch changes nothing
-    that readers see."""
+    that readers see. With ``challenger`` (an experiment variant's name) the version goes live beside the
+    current one instead, pinned under that name; the current pointer and the snapshot stay."""
     now = time.time()
     version = new_version_id(now)
     genres = sorted({g for info in catalogue.values() for g in info.genres})
-    snapshot = snapshot_json(popularity.get(keys.GLOBAL_SEGMENT, []), genres, version)
-    snapshot_uri = blobs.put(SNAPSHOT_KEY, snapshot.encode(), "application/json")
+    snapshot_uri = blobs.uri(SNAPSHOT_KEY)
+    if challenger is None:
+        snapshot = snapshot_json(popularity.get(keys.GLOBAL_SEGMENT, []), genres, version)
+        snapshot_uri = blobs.put(SNAPSHOT_KEY, snapshot.encode(), "application/json")
 
     writer = store.begin(version, now)
     writer.put_catalogue(catalogue)
@@ -147,7 +151,10 @@ def publish(
         artifact_uri=artifact_uri,
         metrics=dict(metrics or {}),
     )
-    replaced = store.commit(writer, manifest, grace_seconds, now)
+    if challenger is not None:
+        replaced = store.commit_challenger(writer, manifest, challenger, grace_seconds, now)
+    else:
+        replaced = store.commit(writer, manifest, grace_seconds, now)
     return Publication(version, replaced, sorted(popularity), users_published, snapshot_uri)
 
 

@@ -25,6 +25,7 @@ from infra.local.errors import UsageError
 from infra.local.host import FunctionHost, FunctionHosts, HandlerError
 from infra.local.kinesis import KinesisPoller, PollStats
 from infra.local.metrics import LocalMetrics
+from infra.local.served_log import ServedLogDelivery, s3_delivery
 from infra.local.template import (
     DEFAULT_TEMPLATE,
     STACK_NAME,
@@ -34,6 +35,7 @@ from infra.local.template import (
     read_env_vars_file,
     state_dir_for,
 )
+from movierec.served import SERVED_LIST_KEY
 
 POLL_INTERVAL_S = 1.0
 
@@ -65,12 +67,24 @@ class LocalApp:
         )
         self.env_vars = dict(env_vars or {})
         self.metrics = LocalMetrics()  # the functions' EMF metrics and the API's, served at /metrics
+        self._served: ServedLogDelivery | None = None
         self.hosts = FunctionHosts(self.host)
 
     def host(self, function_id: str) -> FunctionHost:
         spec = self.stack.function(function_id)
         environment = local_environment(spec, self.cloud, environ=self.environ, overrides=self.env_vars)
-        return FunctionHost(spec, environment, on_emf=self.metrics.observe_emf)
+        return FunctionHost(spec, environment, on_emf=self._on_emf)
+
+    def _on_emf(self, document: Mapping[str, Any]) -> None:
+        """Each EMF document a function prints: to /metrics, and the served-list record to the bucket
+        (the subscription filter and Firehose of template.yaml, see infra/local/served_log.py)."""
+        self.metrics.observe_emf(document)
+        if SERVED_LIST_KEY not in document:
+            return
+        if self._served is None:
+            s3 = aws_client("s3", self.cloud.aws_endpoint_url)
+            self._served = s3_delivery(s3, self.stack.local_resources().bucket_name)
+        self._served.observe_emf(document)
 
     def invoke(self, function_id: str, event: Any) -> Any:
         return self.hosts.get(function_id).invoke(event)

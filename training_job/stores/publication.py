@@ -72,10 +72,52 @@ class PublicationStore:
         pipe.zrem(PENDING_VERSIONS, writer.version)
         pipe.execute()
         old = previous.decode() if isinstance(previous, bytes) else None
-        if old and old != writer.version:
+        if old and old != writer.version and old not in self.pinned().values():
             self._expire_namespace(old, grace_seconds)
         self._delete_abandoned(keep=writer.version)
         return old
+
+    def commit_challenger(
+        self, writer: PublicationWriter, manifest: Manifest, variant: str, grace_seconds: int, now: float
+    ) -> str | None:
+        """Make the new version live beside the current one, pinned under ``variant`` (readers of the
+        current pointer are unaffected); returns the version the variant served before (it expires)."""
+        self._redis.set(keys.version_manifest(writer.version), manifest.to_json())
+        old = self.pin(variant, writer.version)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(keys.PUBLISHED_VERSIONS, {writer.version: now})
+        pipe.zrem(PENDING_VERSIONS, writer.version)
+        pipe.execute()
+        if old and old != writer.version and old != self.current_version():
+            self._expire_namespace(old, grace_seconds)
+        self._delete_abandoned(keep=writer.version)
+        return old
+
+    def pin(self, variant: str, version: str) -> str | None:
+        """Keep ``version`` live under ``variant`` (its keys' expiry removed); the version pinned before."""
+        keys.version_manifest(version)  # refuses a version id that cannot be a namespace
+        previous = self._redis.hget(keys.PINNED_VERSIONS, variant)
+        self._redis.hset(keys.PINNED_VERSIONS, variant, version)
+        pipe = self._redis.pipeline(transaction=False)
+        for key in self._namespace_keys(version):
+            pipe.persist(key)
+            if len(pipe) >= PIPELINE_CHUNK:
+                pipe.execute()
+        if len(pipe):
+            pipe.execute()
+        return previous.decode() if isinstance(previous, bytes) else None
+
+    def unpin(self, variant: str, grace_seconds: int) -> None:
+        """End a variant's hold: its version expires after the grace period unless it is current."""
+        previous = self._redis.hget(keys.PINNED_VERSIONS, variant)
+        self._redis.hdel(keys.PINNED_VERSIONS, variant)
+        version = previous.decode() if isinstance(previous, bytes) else None
+        if version and version != self.current_version() and version not in self.pinned().values():
+            self._expire_namespace(version, grace_seconds)
+
+    def pinned(self) -> dict[str, str]:
+        raw = self._redis.hgetall(keys.PINNED_VERSIONS)
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def current_version(self) -> str | None:
         raw = self._redis.get(keys.CURRENT_VERSION)
@@ -105,3 +147,7 @@ class PublicationStore:
             for key in self._namespace_keys(version):
                 self._redis.unlink(key)
             self._redis.zrem(PENDING_VERSIONS, version)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

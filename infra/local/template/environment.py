@@ -81,6 +81,8 @@ def _localise(
     if "REDIS_URL" in declared:
         result["REDIS_URL"] = cloud.redis_url or LOCAL_DEFAULTS["REDIS_URL"]
     result.pop("REDIS_AUTH_SECRET_ARN", None)
+    if result.get("EXPERIMENTS_SOURCE") == "appconfig":  # moto has no AppConfig Data API: S3 stands in
+        result["EXPERIMENTS_SOURCE"] = "s3"
     if declared & {"MONGODB_URI", "MONGODB_SECRET_ARN"}:
         result["MONGODB_URI"] = cloud.mongodb_uri or LOCAL_DEFAULTS["MONGODB_URI"]
     for name in declared | {"MONGODB_URI"}:

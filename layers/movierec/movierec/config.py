@@ -7,6 +7,8 @@ Domain code receives a settings object and never reads ``os.environ`` itself.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -98,6 +100,23 @@ class RecommendSettings(RedisSettings):
         description="Popularity bundled at build time, served when Redis is down and S3 was unreachable at"
         " init; a relative path is in the function's package directory.",
     )
+    experiments_source: Literal["none", "appconfig", "s3"] = Field(
+        default="none",
+        description="Where the A/B test configuration is (docs/experimentation.md): AWS AppConfig, or the"
+        " artifact bucket's experiments/flags.json (the local runner's stand-in for AppConfig).",
+    )
+    experiments_application: str | None = Field(default=None, description="The AppConfig application.")
+    experiments_environment: str | None = Field(default=None, description="The AppConfig environment.")
+    experiments_profile: str | None = Field(default=None, description="The AppConfig configuration profile.")
+
+    @model_validator(mode="after")
+    def _appconfig_is_named(self) -> RecommendSettings:
+        names = (self.experiments_application, self.experiments_environment, self.experiments_profile)
+        if self.experiments_source == "appconfig" and not all(names):
+            raise ValueError(
+                "EXPERIMENTS_SOURCE=appconfig needs EXPERIMENTS_APPLICATION, _ENVIRONMENT and _PROFILE"
+            )
+        return self
 
 
 class TrainingSettings(RedisSettings, MongoSettings):

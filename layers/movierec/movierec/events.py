@@ -20,6 +20,11 @@ UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-
 MovieId = Annotated[int, Field(ge=1, le=2**53)]
 Region = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9 _.-]+$")]
 
+RECOMMENDATION_ID = (
+    "The recommendation_id of the list the user acted from (optional, added within schema_version 1):"
+    " the attribution job joins it to the served list (docs/experimentation.md)."
+)
+
 MAX_RECORD_BYTES = 64 * 1024
 """Records above this size are rejected as poison before parsing: no legitimate event is this large."""
 
@@ -51,6 +56,7 @@ class RatingEvent(_Event):
     user_id: UserId
     movie_id: MovieId
     rating: float = Field(ge=0.5, le=5.0, multiple_of=0.5)
+    recommendation_id: str | None = Field(default=None, max_length=64, description=RECOMMENDATION_ID)
 
 
 class WatchEvent(_Event):
@@ -59,13 +65,14 @@ class WatchEvent(_Event):
     movie_id: MovieId
     seconds_watched: int = Field(ge=0, le=7 * 24 * 3600)
     completion: float = Field(ge=0.0, le=1.0, description="Fraction of the runtime watched.")
+    recommendation_id: str | None = Field(default=None, max_length=64, description=RECOMMENDATION_ID)
 
 
 class ClickEvent(_Event):
     type: Literal[EventType.CLICK]
     user_id: UserId
     movie_id: MovieId
-    recommendation_id: str | None = Field(default=None, max_length=64)
+    recommendation_id: str | None = Field(default=None, max_length=64, description=RECOMMENDATION_ID)
     position: int | None = Field(default=None, ge=0, le=1000)
 
 

@@ -27,6 +27,10 @@ CURRENT_VERSION = f"{PREFIX}:published:current"
 PUBLISHED_VERSIONS = f"{PREFIX}:published:versions"
 """Sorted set: version id -> publish time (epoch seconds), for audit and garbage collection."""
 
+PINNED_VERSIONS = f"{PREFIX}:published:pinned"
+"""Hash: experiment variant name (``challenger``) -> a version kept live beside ``CURRENT_VERSION``:
+never expired by a later publication while pinned (docs/experimentation.md)."""
+
 
 def user_tag(user_id: str) -> str:
     """The user's hash tag: the id itself, except that ``{``, ``}`` (and ``%``, to stay one-to-one) are

@@ -102,3 +102,11 @@ class MetricName(StrEnum):
     MODEL_PUBLISHED = "ModelPublished"
     GATE_REJECTED = "GateRejected"
     MODEL_NDCG_AT_10 = "ModelNdcgAt10"
+    # online quality (the attribution stage; docs/experimentation.md): overall with dimension service, and
+    # per tier, model_version and variant in EMF documents of their own
+    ONLINE_CTR_AT_K = "OnlineCtrAtK"
+    ONLINE_GROUP_CTR_AT_K = "OnlineGroupCtrAtK"  # dimensions tier, model_version, variant
+    ONLINE_WATCH_THROUGH_AT_K = "OnlineWatchThroughAtK"
+    ONLINE_COVERAGE = "OnlineCoverage"
+    ONLINE_IMPRESSED_LISTS = "OnlineImpressedLists"
+    EXPERIMENT_CTR_DIFFERENCE = "ExperimentCtrDifference"  # a variant minus the control, dimension variant

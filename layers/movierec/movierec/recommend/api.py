@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: the ``Annotated`` parameter type
 by pydantic (``RecommendationQuery``) and by Powertools (the routes' signatures in the handler).
 """
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from movierec.observability import METRIC_NAMESPACE, MetricName, metrics
 from movierec.publication import Item
 from movierec.recommend.service import Recommendations, Tier
+from movierec.served import SERVED_LIST_KEY, served_document
 
 MAX_K = 100
 DEFAULT_K = 10
@@ -133,7 +135,23 @@ def record_metrics(result: Recommendations) -> None:
     """One EMF document per request, its dimension the serving tier, and one metric in it:
     ``TierLatencyMs``. Its ``SampleCount`` is the number of requests each tier served, and the cache hit
     rate is the ``personalized`` share of that (metric math on the dashboards). A count of its own, or a
-    hit-rate metric, would cost the hot path its share of every flush (docs/benchmarks.md)."""
+    hit-rate metric, would cost the hot path its share of every flush (docs/benchmarks.md).
+
+    The same document carries the answer's served-list record (``movierec.served``) under
+    ``SERVED_LIST_KEY``: the log line is written anyway, so the record costs no call of its own."""
+    metrics.add_metadata(
+        key=SERVED_LIST_KEY,
+        value=served_document(
+            recommendation_id=result.recommendation_id,
+            served_at=time.time(),
+            user_id=result.user_id,
+            tier=result.tier.value,
+            model_version=result.model_version,
+            variant=result.variant,
+            experiment=result.experiment,
+            movie_ids=[item.movie_id for item in result.items],
+        ),
+    )
     metrics.add_dimension(name="tier", value=result.tier.value)
     metrics.add_metric(
         name=MetricName.TIER_LATENCY_MS, unit="Milliseconds", value=sum(result.tier_ms.values())

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from movierec.errors import StoreUnavailableError
+from movierec.experiments import Assignment, Experiments
 from movierec.observability import logger
 from movierec.publication import Item
 from movierec.recommend.deadline import Deadline
@@ -78,6 +79,11 @@ class Recommendations:
     recommendation_id: str
     fallbacks: list[Fallback] = field(default_factory=list)
     tier_ms: dict[str, float] = field(default_factory=dict)
+    user_id: str | None = None  # None: an anonymous visitor
+    experiment: str | None = (
+        None  # the experiment the user is in, and their variant (docs/experimentation.md)
+    )
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,8 +121,10 @@ class Recommender:
         scorer: ScorerFor | None = None,
         wall_clock: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.perf_counter,
+        experiments: Experiments | None = None,
     ) -> None:
         self._store = store
+        self._experiments = experiments
         self._snapshot = snapshot
         self._policy = policy
         self._scorer = scorer
@@ -138,7 +146,8 @@ class Recommender:
 
     def recommend(self, user_id: str, k: int, genre: str | None = None) -> Recommendations:
         """For a signed-in user. UnknownGenreError for a genre the publication does not know."""
-        return self._run(self._signed_in, Ask(k, genre, user_id=user_id))
+        assignment = self._assign(user_id)
+        return self._run(self._signed_in, Ask(k, genre, user_id=user_id), assignment)
 
     def popular(self, region: str | None, k: int, genre: str | None = None) -> Recommendations:
         """For an anonymous visitor, in the region they name (if any)."""
@@ -165,13 +174,31 @@ class Recommender:
     def published_version(self) -> str | None:
         return self._store.current_version()
 
+    def _assign(self, user_id: str) -> Assignment | None:
+        """The user's experiment variant; None without an experiment, or when the variant's version is
+        not live (then the champion serves, and the answer is not counted in the experiment)."""
+        if self._experiments is None:
+            return None
+        assignment = self._experiments.assign(user_id)
+        if assignment is not None and assignment.version is not None:
+            try:
+                live = self._store.publication(assignment.version).version == assignment.version
+            except StoreUnavailableError:
+                live = False
+            if not live:
+                logger.warning("experiment: the variant's version is not live", extra={"variant": assignment})
+                return None
+        return assignment
+
     # ---- the chain ---------------------------------------------------------------------------------------
 
-    def _run(self, steps: Sequence[Step], ask: Ask) -> Recommendations:
-        run = _Run(Deadline(self._policy.deadline_ms, self._clock))
+    def _run(self, steps: Sequence[Step], ask: Ask, assignment: Assignment | None = None) -> Recommendations:
+        run = _Run(Deadline(self._policy.deadline_ms, self._clock), ask.user_id, assignment)
+        if assignment is not None and assignment.skip_tiers:
+            steps = [step for step in steps if step.tier.value not in assignment.skip_tiers]
         try:
             if ask.user_id is not None:
-                user = self._store.read_user(ask.user_id)
+                user = self._store.read_user(ask.user_id, version=assignment.version if assignment else None)
             else:
                 user = UserSnapshot.anonymous(self._store.publication())
         except StoreUnavailableError as error:
@@ -223,6 +250,8 @@ class _Run:
     """One request's bookkeeping: its deadline, fallbacks with reasons, latency per tier."""
 
     deadline: Deadline
+    user_id: str | None = None
+    assignment: Assignment | None = None
     fallbacks: list[Fallback] = field(default_factory=list)
     tier_ms: dict[str, float] = field(default_factory=dict)
 
@@ -245,4 +274,7 @@ class _Run:
             recommendation_id=str(uuid.uuid4()),
             fallbacks=self.fallbacks,
             tier_ms=self.tier_ms,
+            user_id=self.user_id,
+            experiment=self.assignment.experiment if self.assignment else None,
+            variant=self.assignment.variant if self.assignment else None,
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from movierec.config import RecommendSettings
 from movierec.errors import StoreUnavailableError
+from movierec.experiments import Experiments
 from movierec.observability import logger
 from movierec.recommend.online import ScorerCache
 from movierec.recommend.service import Recommender, ServingPolicy
@@ -22,6 +23,7 @@ from movierec.recommend.snapshot import SNAPSHOT_KEY, PopularitySnapshot
 from movierec.stores import aws
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
+from movierec.stores.experiments import appconfig_flags, blob_flags
 from movierec.stores.serving import ServingStore
 
 
@@ -46,7 +48,25 @@ def build_recommender(settings: RecommendSettings, package_dir: Path) -> Recomme
             trending_bucket_seconds=settings.trending_bucket_seconds,
         ),
         scorer=scorers,
+        experiments=build_experiments(settings, blobs),
     )
+
+
+def build_experiments(settings: RecommendSettings, blobs: BlobStore) -> Experiments | None:
+    """The A/B test configuration's reader (nothing is read until the first request)."""
+    if settings.experiments_source == "appconfig":
+        application, environment, profile = (
+            settings.experiments_application,
+            settings.experiments_environment,
+            settings.experiments_profile,
+        )
+        assert application is not None  # RecommendSettings checked all three
+        assert environment is not None
+        assert profile is not None
+        return Experiments(appconfig_flags(application, environment, profile))
+    if settings.experiments_source == "s3":
+        return Experiments(blob_flags(blobs))
+    return None
 
 
 def load_snapshot(blobs: BlobStore, bundled: Path | None) -> tuple[PopularitySnapshot, bool]:

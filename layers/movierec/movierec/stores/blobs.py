@@ -25,6 +25,19 @@ class BlobStore:
             raise StoreUnavailableError(f"S3 put {key}: {error}") from error
         return self.uri(key)
 
+    def keys(self, prefix: str, start_after: str = "") -> list[str]:
+        """Every key under ``prefix`` (after ``start_after``, in key order)."""
+        found: list[str] = []
+        try:
+            pages = self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix, StartAfter=start_after or prefix
+            )
+            for page in pages:
+                found.extend(item["Key"] for item in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as error:
+            raise StoreUnavailableError(f"S3 list {prefix}: {error}") from error
+        return found
+
     def get(self, key: str) -> bytes | None:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)

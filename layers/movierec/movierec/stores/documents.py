@@ -154,6 +154,14 @@ class EventDocuments:
         except PyMongoError as error:
             raise StoreUnavailableError(f"MongoDB: {error}") from error
 
+    def count_movies(self) -> int:
+        """How many movies the catalogue holds (the denominator of coverage). Raises
+        StoreUnavailableError."""
+        try:
+            return int(self._db[MOVIES].count_documents({}))
+        except PyMongoError as error:
+            raise StoreUnavailableError(f"MongoDB: {error}") from error
+
     def _conflicts(self, digests: dict[str, str]) -> dict[str, str]:
         """Of ids that were already stored, those whose stored body differs from this delivery's, with
         the stored body's digest."""

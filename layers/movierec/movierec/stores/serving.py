@@ -28,6 +28,7 @@ from movierec.publication import (
 from movierec.stores.cache import REDIS_ERRORS, LuaScript, RedisClient, disconnect
 
 VERSION_CACHE_SECONDS = 1.0
+MANIFESTS_KEPT = 4
 RETIRED_CACHE_SECONDS = 1.0
 """Recent engagements read for online fold-in."""
 NEVER_STALE = 1e300  # the data cutoff when no manifest says otherwise
@@ -144,16 +145,21 @@ class ServingStore:
         self._version = None
         self._failed_at = None
 
-    def publication(self) -> Publication:
-        """The current publication, from the in-process caches when they are fresh."""
-        version = self.current_version()
+    def publication(self, version: str | None = None) -> Publication:
+        """The current publication (or ``version``, an experiment variant's, when its manifest is there;
+        else the current one), from the in-process caches when they are fresh."""
         manifest = self._manifest(version) if version is not None else None
+        if manifest is None:
+            version = self.current_version()
+            manifest = self._manifest(version) if version is not None else None
         return Publication(version, manifest, self._retired_movies())
 
-    def read_user(self, user_id: str, recent_n: int = HISTORY_LENGTH) -> UserSnapshot:
-        """The publication and the user, in one command (a script: every key carries the user's hash
-        tag, so it is cluster-safe)."""
-        publication = self.publication()
+    def read_user(
+        self, user_id: str, recent_n: int = HISTORY_LENGTH, version: str | None = None
+    ) -> UserSnapshot:
+        """The publication (the current one, or ``version``'s) and the user, in one command (a script:
+        every key carries the user's hash tag, so it is cluster-safe)."""
+        publication = self.publication(version)
         version, manifest = publication.version, publication.manifest
         cutoff = manifest.data_cutoff if manifest else NEVER_STALE
         user_keys = [keys.seen(user_id), keys.stale(user_id), keys.recent(user_id), keys.profile(user_id)]
@@ -236,7 +242,9 @@ class ServingStore:
             raw = self._call(self._redis.get, keys.version_manifest(version))
             if not isinstance(raw, bytes):
                 return None
-            self._manifests = {version: Manifest.from_json(raw)}  # keep only the newest
+            if len(self._manifests) >= MANIFESTS_KEPT:  # the champion's, a challenger's, one superseded
+                self._manifests.pop(next(iter(self._manifests)))
+            self._manifests[version] = Manifest.from_json(raw)
         return self._manifests[version]
 
     def _retired_movies(self) -> frozenset[int]:

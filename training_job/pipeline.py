@@ -34,6 +34,7 @@ from movierec.popularity import PopularityConfig
 from movierec.publication import Item
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
+from movierec.stores.documents import EventDocuments
 from movierec.stores.mongo import connect_mongo
 from training_job.publishing import (
     DEFAULT_POPULARITY,
@@ -49,7 +50,7 @@ from training_job.stores.training_source import read_dataset, retired_movies
 
 EXIT_GATE_REJECTED = 3
 EXIT_BAD_INPUT = 2
-STAGES = ("export", "fit", "publish", "all")
+STAGES = ("export", "fit", "publish", "attribute", "all")
 
 
 class StageInputError(Exception):
@@ -129,6 +130,11 @@ class Pipeline:
 
     def run(self, stage: str, cutoff: datetime | None, popularity_only: bool, budget_seconds: float) -> int:
         started = time.perf_counter()
+        if stage == "attribute":  # online metrics of what was served (training_job/attribution_stage.py)
+            from training_job.attribution_stage import run_attribution
+
+            run_attribution(self.blobs, EventDocuments(connect_mongo(self.settings)), self.prefix + "report/")
+            return 0
         inputs = self.export(cutoff) if stage in {"export", "all"} else self.load_inputs()
         if stage == "export":
             return 0

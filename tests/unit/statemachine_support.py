@@ -63,5 +63,7 @@ def write_fake_job(directory: Path) -> tuple[Path, Path]:
     return script, directory / "calls.jsonl"
 
 
-def job_calls(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+def job_calls(log: Path, *, attribute: bool = False) -> list[dict[str, Any]]:
+    """The training stages' calls; with ``attribute`` the attribution stage's too (it runs first)."""
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return calls if attribute else [call for call in calls if call["stage"] != "attribute"]

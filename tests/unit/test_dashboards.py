@@ -41,6 +41,13 @@ DIMENSIONS: dict[str, tuple[set[str], set[str]]] = {
     # The state machine records a rejection too (service=pipeline), in case the job's metrics are lost.
     MetricName.GATE_REJECTED: ({"service"}, {"training", "pipeline"}),
     MetricName.MODEL_NDCG_AT_10: ({"service"}, {"training"}),
+    # the attribution stage (training_job/attribution_stage.py)
+    MetricName.ONLINE_CTR_AT_K: ({"service"}, {"training"}),
+    MetricName.ONLINE_WATCH_THROUGH_AT_K: ({"service"}, {"training"}),
+    MetricName.ONLINE_COVERAGE: ({"service"}, {"training"}),
+    MetricName.ONLINE_IMPRESSED_LISTS: ({"service"}, {"training"}),
+    MetricName.ONLINE_GROUP_CTR_AT_K: ({"model_version", "service", "tier", "variant"}, {"training"}),
+    MetricName.EXPERIMENT_CTR_DIFFERENCE: ({"experiment", "service", "variant"}, {"training"}),
 }
 
 REQUIRED_ALARMS = {
@@ -51,6 +58,7 @@ REQUIRED_ALARMS = {
     "DeadLetterDepthAlarm",
     "TrainingFailureAlarm",
     "ModelQualityAlarm",
+    "OnlineQualityAlarm",
 }
 
 
@@ -225,6 +233,7 @@ def test_alarm_thresholds_drawn_on_both_dashboards_agree(
         "FallbackRateThresholdPercent",
         "IteratorAgeThresholdMs",
         "ModelNdcgThreshold",
+        "OnlineCtrThreshold",
     }
     panels = {panel["title"]: panel for panel in grafana["panels"]}
     for widget in cloudwatch["widgets"]:

@@ -209,6 +209,7 @@ def test_run_job_pipeline_runs_the_template_state_machine_and_prints_the_executi
     assert [state["name"] for state in summary["states"]] == [
         "Plan",
         "PlanLatest",
+        "Attribute",
         "Export",
         "Fit",
         "GateOutcome",

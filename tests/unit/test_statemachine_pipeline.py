@@ -81,7 +81,17 @@ def pipeline(stack: Stack, tmp_path: Path) -> Pipeline:
 def test_a_passing_run_exports_fits_and_publishes_under_one_run_id(pipeline: Pipeline, stack: Stack) -> None:
     result = pipeline.run(name="nightly-42")
     assert result.status == "SUCCEEDED"
-    assert result.path == ["Plan", "PlanLatest", "Export", "Fit", "GateOutcome", "Publish", "Published"]
+    assert result.path == [
+        "Plan",
+        "PlanLatest",
+        "Attribute",
+        "Export",
+        "Fit",
+        "GateOutcome",
+        "Publish",
+        "Published",
+    ]
+    assert [call["stage"] for call in job_calls(pipeline.log, attribute=True)] == ["attribute", *STAGES]
     calls = job_calls(pipeline.log)
     assert [call["stage"] for call in calls] == STAGES
     assert all(call["argv"][call["argv"].index("--run-id") + 1] == "nightly-42" for call in calls)
@@ -145,7 +155,7 @@ def test_a_failed_export_is_retried_once_after_the_capped_delay(pipeline: Pipeli
     assert result.status == "SUCCEEDED"
     assert pipeline.stages() == ["export", "export", "fit", "publish"]
     assert pipeline.recorder.sleeps == [1.0]  # 120 s in AWS; capped by max_retry_delay_s locally
-    assert result.history[2].attempts == 2
+    assert result.history[3].attempts == 2  # Plan, PlanLatest, Attribute, Export
 
 
 def test_an_export_that_keeps_failing_is_notified_and_fails(pipeline: Pipeline) -> None:
@@ -194,7 +204,7 @@ def test_ecs_api_errors_are_retried_with_exponential_backoff(definition: dict[st
         rng=random.Random(1),
     ).run({})
     assert result.status == "SUCCEEDED"
-    assert attempts == ["export", "export", "export", "fit", "publish"]
+    assert attempts == ["attribute", "attribute", "attribute", "export", "fit", "publish"]
     # FULL jitter: each delay is drawn from [0, 30 * 2 ** n].
     assert len(recorder.sleeps) == 2
     assert 0 <= recorder.sleeps[0] <= 30
@@ -236,3 +246,20 @@ def test_a_notification_that_keeps_failing_fails_the_execution_loudly(definition
     assert result.status == "FAILED"
     assert result.error == "SNS.InternalErrorException"
     assert len(recorder.published()) == 4  # the first try and three retries
+
+
+def test_a_failed_attribution_is_notified_and_training_goes_on(pipeline: Pipeline) -> None:
+    result = pipeline.run({"attribute": [1]}, name="run-5")
+    assert result.status == "SUCCEEDED"
+    assert result.path[:5] == ["Plan", "PlanLatest", "Attribute", "NotifyAttributionFailure", "Export"]
+    assert result.path[-1] == "Published"
+    assert [c["stage"] for c in job_calls(pipeline.log, attribute=True)] == ["attribute", *STAGES]
+    (notice,) = pipeline.recorder.published()
+    assert "online metrics failed" in notice["Subject"]
+    assert "run-5" in notice["Message"]
+
+
+def test_the_attribution_stage_runs_with_the_run_id_and_no_cutoff(pipeline: Pipeline) -> None:
+    pipeline.run(name="rebuild", execution_input={"cutoff": "2025-06-01T00:00:00Z"})
+    (call,) = [c for c in job_calls(pipeline.log, attribute=True) if c["stage"] == "attribute"]
+    assert call["argv"] == ["train", "--stage", "attribute", "--run-id", "rebuild"]

@@ -75,6 +75,11 @@ class LocalApp:
         environment = local_environment(spec, self.cloud, environ=self.environ, overrides=self.env_vars)
         return FunctionHost(spec, environment, on_emf=self._on_emf)
 
+    def flush_served_log(self) -> None:
+        """Wait until the served-list records of every answer so far are in the bucket."""
+        if self._served is not None:
+            self._served.flush()
+
     def _on_emf(self, document: Mapping[str, Any]) -> None:
         """Each EMF document a function prints: to /metrics, and the served-list record to the bucket
         (the subscription filter and Firehose of template.yaml, see infra/local/served_log.py)."""

@@ -61,7 +61,8 @@ def stack(redis_client: redis.Redis, redis_url: str, aws_reset: str) -> tuple[Lo
     app = LocalApp(
         DEFAULT_TEMPLATE,
         environ={"REDIS_URL": redis_url, "AWS_ENDPOINT_URL": aws_reset},
-        env_vars={"RecommendFunction": {"EXPERIMENTS_SOURCE": "s3"}},
+        # A generous deadline: on a loaded machine a tier skipped for time would serve popularity instead.
+        env_vars={"RecommendFunction": {"EXPERIMENTS_SOURCE": "s3", "DEADLINE_MS": "10000"}},
     )
     return app, blobs, champion, challenger
 
@@ -95,6 +96,7 @@ def test_each_answer_is_recorded_once_with_its_items_and_the_challenger_serves_i
     answers = {f"u{i}": ask(app, f"u{i}") for i in range(40)}
     anonymous = json.loads(app.invoke("RecommendFunction", sample("http-popular", k="2"))["body"])
 
+    app.flush_served_log()
     records = {r.recommendation_id: r for r in served_lists(blobs, time.time() - 600, time.time() + 1)}
     assert len(records) == 41
     for user, body in answers.items():
@@ -132,5 +134,6 @@ def test_a_bad_experiment_configuration_is_rejected_and_the_champion_serves(
     assert {b["model_version"] for b in bodies} == {champion}
     assert {m["movie_id"] for b in bodies for m in b["items"]} == {2}
     assert "experiment configuration rejected; serving the champion" in caplog.text
+    app.flush_served_log()
     records = served_lists(blobs, time.time() - 600, time.time() + 1)
     assert {(r.experiment, r.variant) for r in records} == {(None, None)}

@@ -205,15 +205,16 @@ class Pipeline:
         self, inputs: RunInputs, cutoff: datetime | None, budget_seconds: float
     ) -> tuple[FitDecision, ModelArtifact | None]:
         """Fit, evaluate and gate NeuMF; store the report and features whatever the verdict."""
-        from training_job.fit import FitConfig, fit  # torch is imported only when a model is trained
+        from training_job.fit import FitConfig, GateConfig, fit  # torch is imported only to train
 
         store = PublicationStore(connect_redis(self.settings))
         current = store.current_version()
         manifest = store.manifest(current) if current else None
         previous = manifest.metrics if manifest and manifest.model_version else None
-        result = fit(
-            inputs.dataset, FitConfig(budget_seconds=budget_seconds), cutoff=cutoff, previous_metrics=previous
+        config = FitConfig(
+            budget_seconds=budget_seconds, gate=GateConfig(baselines=self.settings.gate_baselines)
         )
+        result = fit(inputs.dataset, config, cutoff=cutoff, previous_metrics=previous)
         dated = f"{self.prefix}features/{time.strftime('%Y-%m-%d', time.gmtime(inputs.data_cutoff))}/"
         for name, body in result.feature_files.items():
             self.blobs.put(dated + name, body, "application/vnd.apache.parquet")

@@ -3,6 +3,9 @@ with the published one."""
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from training_job.gate import GateConfig, decide, strongest
 
 BASELINES = {
@@ -88,3 +91,17 @@ def test_a_metric_the_published_model_lacks_is_not_compared() -> None:
     decision = decide(model(0.75, 0.47), BASELINES, {"hr@10": 0.69})
     assert decision.passed
     assert any("published model has no ndcg@10" in c for c in decision.checks)
+
+
+def test_the_gate_baselines_setting_names_known_baselines_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from movierec.config import TrainingSettings
+
+    monkeypatch.setenv("ARTIFACT_BUCKET", "artifacts")
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1")
+    assert TrainingSettings().gate_baselines is None  # deployed default: every baseline of the run
+    monkeypatch.setenv("GATE_BASELINES", '["popularity", "ease"]')
+    assert TrainingSettings().gate_baselines == ("popularity", "ease")
+    for bad in ('["nope"]', "[]", "popularity"):
+        monkeypatch.setenv("GATE_BASELINES", bad)
+        with pytest.raises(ValidationError):
+            TrainingSettings()

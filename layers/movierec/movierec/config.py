@@ -132,3 +132,10 @@ class TrainingSettings(RedisSettings, MongoSettings):
         description="A Prometheus Pushgateway (http://host:9091): the run pushes its metrics there when it"
         " ends (training_job/pushgateway.py; docs/operations.md). Unset: no push.",
     )
+    gate_baselines: tuple[Literal["popularity", "segment_popularity", "als", "ease"], ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="The baselines the quality gate makes the model beat, as a JSON list. Unset (the"
+        " deployed default): every baseline of the run. `make demo` narrows it to popularity: its few"
+        " thousand synthetic events leave the margins to ALS and EASE within noise.",
+    )

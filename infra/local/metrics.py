@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
@@ -95,8 +96,13 @@ class LocalMetrics:
     def observe_emf(self, document: Mapping[str, Any]) -> None:
         for name, unit, labels, values in emf_samples(document):
             metric, label_names = self._emf_metric(name, unit, tuple(labels))
-            # A metric keeps the labels it was first seen with; another dimension set fills or drops.
-            child = metric.labels(**{label: labels.get(label, "") for label in label_names})
+            # A metric keeps the labels it was first seen with; another dimension set fills or drops
+            # (a metric first seen without dimensions has no children: it is observed itself).
+            child = (
+                metric.labels(**{label: labels.get(label, "") for label in label_names})
+                if label_names
+                else metric
+            )
             for value in values:
                 if isinstance(child, Histogram):
                     child.observe(value)
@@ -141,6 +147,7 @@ class EmfTap(io.TextIOBase):
         self.inner = inner
         self.on_document = on_document
         self._pending = ""
+        self._warned = False
 
     def write(self, text: str) -> int:
         written = self.inner.write(text)
@@ -158,8 +165,14 @@ class EmfTap(io.TextIOBase):
             document = json.loads(line)
         except ValueError:
             return
-        if isinstance(document, dict):
+        if not isinstance(document, dict):
+            return
+        try:
             self.on_document(document)
+        except Exception as error:  # an observer: whatever it does, the function it watches must not fail
+            if not self._warned:
+                self._warned = True
+                print(f"[local metrics] an EMF document was not recorded: {error!r}", file=sys.stderr)
 
     def flush(self) -> None:
         self.inner.flush()

@@ -334,19 +334,22 @@ def _top(scores: npt.NDArray[np.floating[Any]], n: int) -> IndexArray:
     return part[order].astype(np.int64)
 
 
-def save(artifact: ModelArtifact) -> bytes:
+def write_archive(metadata_json: bytes, weights: Mapping[str, npt.NDArray[Any]]) -> bytes:
+    """The container every artifact format shares: a zip of ``metadata.json`` and one ``.npy`` per
+    weight, stored uncompressed so a reader can map arrays without inflating them."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(METADATA_MEMBER, artifact.metadata.to_json())
-        for name, array in sorted(artifact.weights.items()):
+        archive.writestr(METADATA_MEMBER, metadata_json)
+        for name, array in sorted(weights.items()):
             with archive.open(f"{name}.npy", "w") as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 
-def load(data: bytes) -> ModelArtifact:
+def read_archive(data: bytes) -> tuple[bytes, dict[str, npt.NDArray[Any]]]:
+    """``write_archive`` undone: the metadata's JSON bytes and the weights by name."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        metadata = ArtifactMetadata.from_json(archive.read(METADATA_MEMBER))
+        metadata_json = archive.read(METADATA_MEMBER)
         weights: dict[str, npt.NDArray[Any]] = {}
         for member in archive.namelist():
             if member.endswith(".npy"):
@@ -354,4 +357,13 @@ def load(data: bytes) -> ModelArtifact:
                     weights[member.removesuffix(".npy")] = np.lib.format.read_array(
                         handle, allow_pickle=False
                     )
-    return ModelArtifact(weights, metadata)
+    return metadata_json, weights
+
+
+def save(artifact: ModelArtifact) -> bytes:
+    return write_archive(artifact.metadata.to_json(), artifact.weights)
+
+
+def load(data: bytes) -> ModelArtifact:
+    metadata_json, weights = read_archive(data)
+    return ModelArtifact(weights, ArtifactMetadata.from_json(metadata_json))

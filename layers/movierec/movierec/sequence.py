@@ -17,9 +17,7 @@ plus one ``.npy`` per weight as format 1 (``movierec.artifact``), with ``format_
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -31,9 +29,10 @@ from movierec.artifact import (
     FORMAT_VERSION as ID_FORMAT_VERSION,
 )
 from movierec.artifact import (
-    METADATA_MEMBER,
     SEQUENCE_FORMAT_VERSION,
     FeatureNormalisation,
+    read_archive,
+    write_archive,
 )
 from movierec.sequence_encoding import EncodedHistories, encode_history, profile_vector
 
@@ -326,24 +325,10 @@ class SequenceModel:
 
 
 def save(model: SequenceModel) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(METADATA_MEMBER, model.metadata.to_json())
-        for name, array in sorted(model.weights.items()):
-            with archive.open(f"{name}.npy", "w") as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
+    return write_archive(model.metadata.to_json(), model.weights)
 
 
 def load(data: bytes) -> SequenceModel:
     """A format-2 artifact; a format-1 (ID-based NeuMF) one is refused with a message saying so."""
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        metadata = SequenceMetadata.from_json(archive.read(METADATA_MEMBER))
-        weights: dict[str, npt.NDArray[Any]] = {}
-        for member in archive.namelist():
-            if member.endswith(".npy"):
-                with archive.open(member) as handle:
-                    weights[member.removesuffix(".npy")] = np.lib.format.read_array(
-                        handle, allow_pickle=False
-                    )
-    return SequenceModel(weights, metadata)
+    metadata_json, weights = read_archive(data)
+    return SequenceModel(weights, SequenceMetadata.from_json(metadata_json))

@@ -90,14 +90,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cutoff", type=datetime.fromisoformat, help="train on events before this ISO time")
     parser.add_argument("--popularity-only", action="store_true", help="skip NeuMF; publish popularity only")
     parser.add_argument("--budget-seconds", type=float, default=600.0, help="tuning and training budget")
+    parser.add_argument(
+        "--challenger",
+        metavar="VARIANT",
+        default=None,
+        help="publish a model that passes the gate as a challenger pinned under this experiment variant,"
+        " beside the champion (overrides CHALLENGER_VARIANT)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs the parsed ``train`` command; the process's exit status."""
     try:
-        settings = TrainingSettings()
+        overrides = {"challenger_variant": args.challenger} if args.challenger is not None else {}
+        settings = TrainingSettings(**overrides)
     except ValidationError as error:
         print(f"error: bad configuration: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if settings.challenger_variant is not None and args.popularity_only:
+        print(
+            "error: --popularity-only publishes no model, so it cannot publish a challenger", file=sys.stderr
+        )
         return EXIT_BAD_INPUT
     run_id = args.run_id or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     cutoff = args.cutoff.replace(tzinfo=UTC) if args.cutoff and args.cutoff.tzinfo is None else args.cutoff
@@ -289,8 +302,10 @@ class Pipeline:
             recommendations = top_n_lists(
                 artifact, dataset, users, catalogue, inputs.retired, self.settings.top_n
             )
+        store = PublicationStore(connect_redis(self.settings))
+        challenger = self.challenger(store) if artifact is not None else None
         publication = publish(
-            PublicationStore(connect_redis(self.settings)),
+            store,
             self.blobs,
             popularity,
             recommendations,
@@ -301,6 +316,7 @@ class Pipeline:
             artifact_uri=decision.artifact_uri if decision and artifact else None,
             metrics=decision.metrics if decision and artifact else None,
             policy=policy,
+            challenger=challenger,
         )
         if artifact is not None:
             metrics.add_metric(name=MetricName.MODEL_PUBLISHED, unit=MetricUnit.Count, value=1)
@@ -314,8 +330,18 @@ class Pipeline:
                 "trending_weight": policy.trending_weight,
                 "users_published": publication.users_published,
                 "model_version": decision.model_version if decision and artifact else None,
+                "challenger": challenger,
             },
         )
+
+    def challenger(self, store: PublicationStore) -> str | None:
+        """The variant to pin this run's model under; None to make it the champion, which is also what
+        happens when nothing is published yet (a challenger needs a champion to be compared with)."""
+        variant = self.settings.challenger_variant
+        if variant is not None and store.current_version() is None:
+            logger.info("nothing is published yet: the challenger is published as the champion")
+            return None
+        return variant
 
     @property
     def popularity_config(self) -> PopularityConfig:

@@ -137,3 +137,37 @@ def test_a_bad_experiment_configuration_is_rejected_and_the_champion_serves(
     app.flush_served_log()
     records = served_lists(blobs, time.time() - 600, time.time() + 1)
     assert {(r.experiment, r.variant) for r in records} == {(None, None)}
+
+
+def pinned_experiment(variant: str) -> dict[str, Any]:
+    return {
+        "name": "ab-pinned",
+        "control": "champion",
+        "variants": [{"name": "champion", "weight": 1}, {"name": variant, "weight": 1, "pinned": True}],
+    }
+
+
+def test_a_pinned_variant_serves_whatever_the_training_job_pinned_under_its_name(
+    stack: tuple[LocalApp, BlobStore, str, str],
+) -> None:
+    app, blobs, champion, challenger = stack
+    set_experiment(blobs, pinned_experiment("challenger"))
+    bodies = {f"u{i}": ask(app, f"u{i}") for i in range(40)}
+    app.flush_served_log()
+    records = {r.recommendation_id: r for r in served_lists(blobs, time.time() - 600, time.time() + 1)}
+    variants = {records[b["recommendation_id"]].variant: b["model_version"] for b in bodies.values()}
+    assert variants == {"champion": champion, "challenger": challenger}
+
+
+def test_a_pinned_variant_with_nothing_pinned_serves_the_champion_uncounted(
+    stack: tuple[LocalApp, BlobStore, str, str],
+) -> None:
+    app, blobs, champion, _ = stack
+    set_experiment(blobs, pinned_experiment("never-published"))
+    bodies = [ask(app, f"u{i}") for i in range(20)]
+    assert {b["model_version"] for b in bodies} == {champion}
+    app.flush_served_log()
+    records = served_lists(blobs, time.time() - 600, time.time() + 1)
+    variants = {r.variant for r in records}
+    assert "never-published" not in variants
+    assert "champion" in variants

@@ -11,13 +11,14 @@ import pytest
 import redis
 
 from movierec import keys, segments
+from movierec.artifact import ModelArtifact, load
 from movierec.config import TrainingSettings
 from movierec.events import dump_event
 from movierec.ingest.processor import handle_stream_event
 from tests.integration.ingest_harness import build_harness
 from tests.support import kinesis_event
 from training_job.__main__ import main
-from training_job.pipeline import EXIT_BAD_INPUT, Pipeline, StageInputError
+from training_job.pipeline import EXIT_BAD_INPUT, FitDecision, Pipeline, RunInputs, StageInputError
 from training_job.sources.publisher import iter_events
 from training_job.sources.synthetic import SyntheticConfig, generate
 from training_job.stores.publication import PublicationStore
@@ -100,3 +101,62 @@ def test_missing_configuration_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: 
 
     assert main(["train", "--stage", "export"]) == EXIT_BAD_INPUT
     assert "bad configuration" in capsys.readouterr().err
+
+
+def small_model(inputs: RunInputs) -> tuple[FitDecision, ModelArtifact]:
+    from training_job.fit import FitConfig, fit
+    from training_job.model import NeuMFParams
+
+    params = NeuMFParams(factors=4, mlp_layers=(8, 4), batch_size=1024, learning_rate=0.01)
+    config = FitConfig(
+        budget_seconds=1.0, params=params, max_epochs=2, max_trials=1, progress=False, threads=1
+    )
+    result = fit(inputs.dataset, config)
+    decision = FitDecision(True, "test", result.model_version, "s3://elsewhere/model.npz", result.metrics)
+    return decision, load(result.artifact_bytes)
+
+
+def test_a_challenger_run_pins_its_model_beside_the_champion(
+    settings: TrainingSettings, redis_url: str
+) -> None:
+    champion_run = Pipeline(settings, "run-1")
+    assert champion_run.run("export", None, popularity_only=True, budget_seconds=1) == 0
+    inputs = champion_run.load_inputs()
+    decision, artifact = small_model(inputs)
+    store = PublicationStore(redis.Redis.from_url(redis_url))
+
+    first = Pipeline(settings.model_copy(update={"challenger_variant": "challenger"}), "run-1")
+    first.publish(inputs, decision, artifact)  # nothing published yet: it becomes the champion
+    champion = store.current_version()
+    assert champion is not None
+    assert store.pinned() == {}
+
+    first.publish(inputs, decision, artifact)
+    pinned = store.pinned()
+    assert store.current_version() == champion
+    assert set(pinned) == {"challenger"}
+    assert pinned["challenger"] != champion
+    manifest = store.manifest(pinned["challenger"])
+    assert manifest is not None
+    assert manifest.model_version == decision.model_version
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--challenger", "not a name"], "challenger_variant"),
+        (["--challenger", "b", "--popularity-only"], "cannot publish a challenger"),
+    ],
+)
+def test_a_bad_challenger_request_exits_2(
+    settings: TrainingSettings,
+    mongo_uri: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    argv: list[str],
+    message: str,
+) -> None:
+    monkeypatch.setenv("MONGODB_URI", mongo_uri)
+    monkeypatch.setenv("ARTIFACT_BUCKET", settings.artifact_bucket)
+    assert main(["train", "--stage", "publish", *argv]) == EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err

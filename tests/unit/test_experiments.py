@@ -97,6 +97,15 @@ def test_the_holdout_and_every_variant_come_back_from_the_reader() -> None:
             },
             "unknown tiers in skip_tiers",
         ),
+        (
+            {
+                "variants": [
+                    {"name": "champion", "weight": 1},
+                    {"name": "x", "weight": 1, "version": "v1", "pinned": True},
+                ]
+            },
+            "either a version or pinned: true, not both",
+        ),
         ({"colour": "blue"}, "colour: Extra inputs are not permitted"),
     ],
 )

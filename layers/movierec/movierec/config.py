@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from movierec.experiments import NAME_PATTERN as EXPERIMENT_NAME_PATTERN
 from movierec.history import HISTORY_LENGTH
 
 
@@ -132,6 +133,13 @@ class TrainingSettings(RedisSettings, MongoSettings):
         description="A Prometheus Pushgateway (http://host:9091): the run pushes its metrics there when it"
         " ends (training_job/pushgateway.py; docs/operations.md). Unset: no push.",
     )
+    challenger_variant: str | None = Field(
+        default=None,
+        pattern=EXPERIMENT_NAME_PATTERN,
+        description="Publish each model that passes the gate as a challenger pinned under this experiment"
+        ' variant (`"pinned": true` in the experiment), beside the champion, instead of replacing it'
+        " (docs/experimentation.md). Unset: the model becomes the champion.",
+    )
     gate_baselines: tuple[Literal["popularity", "segment_popularity", "als", "ease"], ...] | None = Field(
         default=None,
         min_length=1,
@@ -139,3 +147,8 @@ class TrainingSettings(RedisSettings, MongoSettings):
         " deployed default): every baseline of the run. `make demo` narrows it to popularity: its few"
         " thousand synthetic events leave the margins to ALS and EASE within noise.",
     )
+
+    @field_validator("challenger_variant", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # the template passes "" for "no challenger"

@@ -10,7 +10,8 @@ whose value is an ``Experiment``::
                      {"name": "challenger", "weight": 1, "version": "20250601T030000Z-ab12"}]}}}
 
 A variant names a published version (its Redis namespace, kept live with ``PublicationStore.pin``;
-``None`` is whatever is current: the champion) and tier settings (``skip_tiers``). Assignment is a
+``None`` is whatever is current: the champion), or ``pinned``: whatever version a training run
+published as challenger under the variant's name, and tier settings (``skip_tiers``). Assignment is a
 sha256 of the experiment's name and the user id: deterministic, sticky across containers and requests,
 and independent between experiments. ``holdout`` of the users get the champion and are recorded as the
 ``HOLDOUT`` variant. A document Powertools' schema check or ``Experiment`` rejects is logged with the
@@ -53,10 +54,17 @@ class Variant(BaseModel):
         pattern=r"^[^{}\s]+$",
         description="The published version this variant serves; None: the current one (the champion).",
     )
+    pinned: bool = Field(
+        default=False,
+        description="Serve whatever version is pinned under this variant's name (a training run with"
+        " CHALLENGER_VARIANT set pins each model it publishes there), instead of a fixed ``version``.",
+    )
     skip_tiers: tuple[str, ...] = Field(default=(), description="Tiers this variant does not try.")
 
     @model_validator(mode="after")
-    def _tiers_known(self) -> Variant:
+    def _valid(self) -> Variant:
+        if self.pinned and self.version is not None:
+            raise ValueError("a variant names either a version or pinned: true, not both")
         unknown = set(self.skip_tiers) - SERVABLE_TIERS
         if unknown:
             raise ValueError(
@@ -126,6 +134,7 @@ class Assignment:
     variant: str
     version: str | None  # the published version to serve; None: the current one
     skip_tiers: frozenset[str]
+    pinned: bool = False  # the version is whatever is pinned under ``variant``, resolved per request
 
 
 class FlagSource(Protocol):
@@ -168,7 +177,9 @@ class Experiments:
         variant = experiment.variant(name)
         if variant is None:  # the holdout: the champion, as without an experiment
             return Assignment(experiment.name, name, None, frozenset())
-        return Assignment(experiment.name, name, variant.version, frozenset(variant.skip_tiers))
+        return Assignment(
+            experiment.name, name, variant.version, frozenset(variant.skip_tiers), variant.pinned
+        )
 
     def _read(self) -> Experiment | None:
         try:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -180,6 +180,15 @@ class Recommender:
         if self._experiments is None:
             return None
         assignment = self._experiments.assign(user_id)
+        if assignment is not None and assignment.pinned:
+            try:
+                pinned = self._store.pinned_version(assignment.variant)
+            except StoreUnavailableError:
+                pinned = None
+            if pinned is None:
+                logger.warning("experiment: nothing is pinned for the variant", extra={"variant": assignment})
+                return None
+            assignment = replace(assignment, version=pinned)
         if assignment is not None and assignment.version is not None:
             try:
                 live = self._store.publication(assignment.version).version == assignment.version

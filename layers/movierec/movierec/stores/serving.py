@@ -133,6 +133,7 @@ class ServingStore:
         self._reconnect_with = reconnect_with
         self._clock = clock
         self._version: tuple[float, str | None] | None = None
+        self._pinned: dict[str, tuple[float, str | None]] = {}  # variant -> (read at, version)
         self._manifests: dict[str, Manifest] = {}
         self._retired: tuple[float, frozenset[int]] | None = None
         self._failed_at: float | None = None
@@ -143,6 +144,7 @@ class ServingStore:
         if self._reconnect_with is not None:
             self._redis = self._reconnect_with()
         self._version = None
+        self._pinned.clear()
         self._failed_at = None
 
     def publication(self, version: str | None = None) -> Publication:
@@ -207,6 +209,16 @@ class ServingStore:
             raw = self._call(self._redis.get, keys.CURRENT_VERSION)
             self._version = (now, raw.decode() if isinstance(raw, bytes) else None)
         return self._version[1]
+
+    def pinned_version(self, variant: str) -> str | None:
+        """The version a challenger publication pinned under ``variant``; cached like the current one."""
+        now = self._clock()
+        cached = self._pinned.get(variant)
+        if cached is None or now - cached[0] > VERSION_CACHE_SECONDS:
+            raw = self._call(self._redis.hget, keys.PINNED_VERSIONS, variant)
+            cached = (now, raw.decode() if isinstance(raw, bytes) else None)
+            self._pinned[variant] = cached
+        return cached[1]
 
     def popularity(self, version: str, segment: str) -> list[Item] | None:
         raw = self._call(self._redis.get, keys.popularity(version, segment))

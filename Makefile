@@ -22,7 +22,7 @@ $(VENV)/.stamp: pyproject.toml
 	@echo "==> creating $(VENV) (Python 3.11, torch==2.13.0 CPU)"
 	@rm -rf $(VENV) && $$(scripts/find-python 3.11) -m venv $(VENV)
 	@$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip 2>&1 | $(PIP_FILTER)
-	@$(VENV)/bin/pip install $(PIP_QUIET) -e '.[dev,train,ops]' 2>&1 | $(PIP_FILTER)
+	@$(VENV)/bin/pip install $(PIP_QUIET) -e '.[dev,train,ops,features]' 2>&1 | $(PIP_FILTER)
 	@touch $@
 
 # The MongoDB-wire test server (see docs/mongodb-backend.md): needs Python 3.13, so it lives apart.

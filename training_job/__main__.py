@@ -1,4 +1,4 @@
-"""``python -m training_job {train,benchmark,make-ncf-split}``: the job's one entry point and one parser."""
+"""``python -m training_job {train,features,benchmark,make-ncf-split}``: the one entry point and parser."""
 
 from __future__ import annotations
 
@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="the scheduled pipeline (training_job.pipeline)")
     pipeline.add_arguments(train)
+
+    features = commands.add_parser(
+        "features", help="the feature stage: dated Parquet, apply, materialize (docs/features.md)"
+    )
+    from training_job.feature_repo.cli import add_arguments as add_feature_arguments
+
+    add_feature_arguments(features)
 
     bench = commands.add_parser("benchmark", help="NeuMF vs popularity and tuned ALS on NCF-format files")
     bench.add_argument("--train", type=Path, required=True, help="train.rating")
@@ -116,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "train":
         return run_and_push(lambda: pipeline.run(args), configured_url(), stage=args.stage)
+    if args.command == "features":
+        from training_job.feature_repo.cli import run as run_features  # imports Feast
+
+        return run_and_push(lambda: run_features(args), configured_url(), stage="features")
     if args.command == "make-ncf-split":
         print(_make_ncf_split(args))
         return 0

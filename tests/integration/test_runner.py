@@ -154,7 +154,7 @@ def test_run_job_pipeline_gate_rejection_notifies_the_topic_and_records_the_metr
     (metric,) = cloudwatch.list_metrics(Namespace="MovieRec", MetricName="GateRejected")["Metrics"]
     assert metric["Dimensions"] == [{"Name": "service", "Value": "pipeline"}]
     calls = [json.loads(line) for line in pipeline_stack["log"].read_text().splitlines()]
-    assert [call["stage"] for call in calls] == ["attribute", "export", "fit"]  # attribution first
+    assert [call["stage"] for call in calls] == ["attribute", "export", "features", "fit"]  # attribute first
     assert {call["env"]["AWS_ENDPOINT_URL"] for call in calls} == {pipeline_stack["endpoint"]}
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 args = sys.argv[1:]
 stage = args[args.index("--stage") + 1] if "--stage" in args else "all"
+stage = "features" if args[:1] == ["features"] else stage
 log = Path(os.environ["FAKE_JOB_LOG"])
 calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 attempt = sum(1 for call in calls if call["stage"] == stage)
@@ -63,7 +64,11 @@ def write_fake_job(directory: Path) -> tuple[Path, Path]:
     return script, directory / "calls.jsonl"
 
 
-def job_calls(log: Path, *, attribute: bool = False) -> list[dict[str, Any]]:
-    """The training stages' calls; with ``attribute`` the attribution stage's too (it runs first)."""
+def job_calls(log: Path, *, attribute: bool = False, features: bool = False) -> list[dict[str, Any]]:
+    """The training stages' calls; with ``attribute`` the attribution stage's too (it runs first), with
+    ``features`` the feature stage's (after export)."""
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    return calls if attribute else [call for call in calls if call["stage"] != "attribute"]
+    skipped = ({"attribute"} - ({"attribute"} if attribute else set())) | (
+        set() if features else {"features"}
+    )
+    return [call for call in calls if call["stage"] not in skipped]

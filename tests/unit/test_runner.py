@@ -211,6 +211,7 @@ def test_run_job_pipeline_runs_the_template_state_machine_and_prints_the_executi
         "PlanLatest",
         "Attribute",
         "Export",
+        "Features",
         "Fit",
         "GateOutcome",
         "Publish",

@@ -98,7 +98,7 @@ def test_each_stage_runs_the_training_task_with_its_command_and_the_execution_na
     assert as_of["export"][5:] == ["--cutoff", "2025-06-01T00:00:00Z"]
     assert as_of["fit"][7:] == ["--cutoff", "2025-06-01T00:00:00Z"]
     assert as_of["publish"] == latest["publish"]
-    assert [states[s.capitalize()].get("Next") for s in STAGES] == ["Fit", "GateOutcome", "Published"]
+    assert [states[s.capitalize()].get("Next") for s in STAGES] == ["Features", "GateOutcome", "Published"]
 
 
 def test_stages_retry_transient_errors_with_backoff_and_catch_everything(raw: dict[str, Any]) -> None:

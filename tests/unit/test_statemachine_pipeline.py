@@ -86,6 +86,7 @@ def test_a_passing_run_exports_fits_and_publishes_under_one_run_id(pipeline: Pip
         "PlanLatest",
         "Attribute",
         "Export",
+        "Features",
         "Fit",
         "GateOutcome",
         "Publish",
@@ -188,7 +189,8 @@ def test_ecs_api_errors_are_retried_with_exponential_backoff(definition: dict[st
     attempts: list[str] = []
 
     def flaky_ecs(parameters: Mapping[str, Any], timeout_s: float | None) -> Any:
-        attempts.append(parameters["Overrides"]["ContainerOverrides"][0]["Command"][2])
+        command = parameters["Overrides"]["ContainerOverrides"][0]["Command"]
+        attempts.append("features" if command[0] == "features" else command[2])
         if len(attempts) <= 2:
             raise StatesError("ECS.AmazonECSException", "Rate exceeded")
         return {"TaskArn": "t", "Containers": [{"ExitCode": 0}]}
@@ -204,7 +206,7 @@ def test_ecs_api_errors_are_retried_with_exponential_backoff(definition: dict[st
         rng=random.Random(1),
     ).run({})
     assert result.status == "SUCCEEDED"
-    assert attempts == ["attribute", "attribute", "attribute", "export", "fit", "publish"]
+    assert attempts == ["attribute", "attribute", "attribute", "export", "features", "fit", "publish"]
     # FULL jitter: each delay is drawn from [0, 30 * 2 ** n].
     assert len(recorder.sleeps) == 2
     assert 0 <= recorder.sleeps[0] <= 30
@@ -263,3 +265,17 @@ def test_the_attribution_stage_runs_with_the_run_id_and_no_cutoff(pipeline: Pipe
     pipeline.run(name="rebuild", execution_input={"cutoff": "2025-06-01T00:00:00Z"})
     (call,) = [c for c in job_calls(pipeline.log, attribute=True) if c["stage"] == "attribute"]
     assert call["argv"] == ["train", "--stage", "attribute", "--run-id", "rebuild"]
+
+
+def test_the_feature_stage_runs_after_export_and_a_failure_is_notified_and_training_goes_on(
+    pipeline: Pipeline,
+) -> None:
+    result = pipeline.run({"features": [1]}, name="run-9")
+    assert result.status == "SUCCEEDED"
+    assert result.path[3:6] == ["Export", "Features", "NotifyFeaturesFailure"]
+    assert result.path[-1] == "Published"
+    features = [c for c in job_calls(pipeline.log, features=True) if c["stage"] == "features"]
+    assert [c["argv"] for c in features] == [["features", "--run-id", "run-9"]] * 2  # one retry
+    (notice,) = pipeline.recorder.published()
+    assert "feature pipeline failed" in notice["Subject"]
+    assert pipeline.stages() == STAGES

@@ -17,12 +17,11 @@ from datetime import UTC, datetime, timedelta
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from movierec.events import ClickEvent, Event, ImpressionEvent, RatingEvent, WatchEvent, type_names
-from movierec.experiments import Experiments
+from movierec.experiments import Experiments, FlagSource
 from movierec.observability import METRIC_NAMESPACE, MetricName, logger, metrics
 from movierec.served import SERVED_PREFIX, ServedList, parse_lines
 from movierec.stores.blobs import BlobStore
 from movierec.stores.documents import EventDocuments
-from movierec.stores.experiments import blob_flags
 from training_job.attribution import (
     DEFAULT_K,
     DEFAULT_WINDOW_SECONDS,
@@ -58,6 +57,7 @@ def run_attribution(
     documents: EventDocuments,
     report_prefix: str,
     *,
+    flags: FlagSource | None = None,
     now: float | None = None,
     window_seconds: float = DEFAULT_WINDOW_SECONDS,
     lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS,
@@ -66,7 +66,7 @@ def run_attribution(
     until = (time.time() if now is None else now) - window_seconds
     since = until - lookback_seconds
     served = served_lists(blobs, since, until)
-    experiment = Experiments(blob_flags(blobs)).current() if served else None
+    experiment = Experiments(flags).current() if served and flags is not None else None
     controls = {experiment.name: experiment.control} if experiment else {}
     result = attribute(
         served,

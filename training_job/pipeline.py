@@ -35,6 +35,7 @@ from movierec.publication import Item
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
 from movierec.stores.documents import EventDocuments
+from movierec.stores.experiments import experiment_flags
 from movierec.stores.mongo import connect_mongo
 from training_job.publishing import (
     DEFAULT_POPULARITY,
@@ -146,7 +147,12 @@ class Pipeline:
         if stage == "attribute":  # online metrics of what was served (training_job/attribution_stage.py)
             from training_job.attribution_stage import run_attribution
 
-            run_attribution(self.blobs, EventDocuments(connect_mongo(self.settings)), self.prefix + "report/")
+            run_attribution(
+                self.blobs,
+                EventDocuments(connect_mongo(self.settings)),
+                self.prefix + "report/",
+                flags=experiment_flags(self.settings, self.blobs),
+            )
             return 0
         inputs = self.export(cutoff) if stage in {"export", "all"} else self.load_inputs()
         if stage == "export":

@@ -20,6 +20,7 @@ from movierec.observability import metrics
 from movierec.served import served_document
 from movierec.stores.blobs import BlobStore
 from movierec.stores.documents import EventDocuments
+from movierec.stores.experiments import blob_flags
 from training_job.attribution_stage import run_attribution
 
 NOW = 1_750_000_000.0
@@ -81,7 +82,7 @@ def test_the_stage_reports_the_period_whose_window_has_closed(
         ]
     )
 
-    result = run_attribution(blobs, documents, "runs/r1/report/", now=NOW)
+    result = run_attribution(blobs, documents, "runs/r1/report/", now=NOW, flags=blob_flags(blobs))
     metrics.clear_metrics()
 
     assert (result.served, result.impressed) == (2, 2)

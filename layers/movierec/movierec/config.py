@@ -88,7 +88,36 @@ class IngestSettings(RedisSettings, MongoSettings):
     )
 
 
-class RecommendSettings(RedisSettings):
+class ExperimentsSettings(BaseSettings):
+    """Where the A/B test configuration is: read by the recommend function (to assign variants) and by
+    the training job's attribute stage (to know each experiment's control)."""
+
+    experiments_source: Literal["none", "appconfig", "s3"] = Field(
+        default="none",
+        description="Where the A/B test configuration is (docs/experimentation.md): AWS AppConfig, or the"
+        " artifact bucket's experiments/flags.json (the local runner's stand-in for AppConfig).",
+    )
+    experiments_application: str | None = Field(default=None, description="The AppConfig application.")
+    experiments_environment: str | None = Field(default=None, description="The AppConfig environment.")
+    experiments_profile: str | None = Field(default=None, description="The AppConfig configuration profile.")
+
+    @model_validator(mode="after")
+    def _appconfig_is_named(self) -> ExperimentsSettings:
+        if self.experiments_source == "appconfig" and self.appconfig_names is None:
+            raise ValueError(
+                "EXPERIMENTS_SOURCE=appconfig needs EXPERIMENTS_APPLICATION, _ENVIRONMENT and _PROFILE"
+            )
+        return self
+
+    @property
+    def appconfig_names(self) -> tuple[str, str, str] | None:
+        """(application, environment, profile) when all three are set."""
+        application, environment = self.experiments_application, self.experiments_environment
+        profile = self.experiments_profile
+        return (application, environment, profile) if application and environment and profile else None
+
+
+class RecommendSettings(RedisSettings, ExperimentsSettings):
     # A request has 100 ms in all: a cache that does not answer in 50 ms is treated as down.
     redis_connect_timeout_ms: int = Field(default=50, ge=1, le=10_000)
     redis_socket_timeout_ms: int = Field(default=50, ge=1, le=10_000)
@@ -101,26 +130,9 @@ class RecommendSettings(RedisSettings):
         description="Popularity bundled at build time, served when Redis is down and S3 was unreachable at"
         " init; a relative path is in the function's package directory.",
     )
-    experiments_source: Literal["none", "appconfig", "s3"] = Field(
-        default="none",
-        description="Where the A/B test configuration is (docs/experimentation.md): AWS AppConfig, or the"
-        " artifact bucket's experiments/flags.json (the local runner's stand-in for AppConfig).",
-    )
-    experiments_application: str | None = Field(default=None, description="The AppConfig application.")
-    experiments_environment: str | None = Field(default=None, description="The AppConfig environment.")
-    experiments_profile: str | None = Field(default=None, description="The AppConfig configuration profile.")
-
-    @model_validator(mode="after")
-    def _appconfig_is_named(self) -> RecommendSettings:
-        names = (self.experiments_application, self.experiments_environment, self.experiments_profile)
-        if self.experiments_source == "appconfig" and not all(names):
-            raise ValueError(
-                "EXPERIMENTS_SOURCE=appconfig needs EXPERIMENTS_APPLICATION, _ENVIRONMENT and _PROFILE"
-            )
-        return self
 
 
-class TrainingSettings(RedisSettings, MongoSettings):
+class TrainingSettings(RedisSettings, MongoSettings, ExperimentsSettings):
     artifact_bucket: str = Field(description="S3 bucket for features, artifacts and reports.")
     publish_grace_seconds: int = Field(
         default=3_600, ge=0, description="How long a superseded version stays readable after a switch."

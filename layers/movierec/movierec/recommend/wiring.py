@@ -23,7 +23,7 @@ from movierec.recommend.snapshot import SNAPSHOT_KEY, PopularitySnapshot
 from movierec.stores import aws
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
-from movierec.stores.experiments import appconfig_flags, blob_flags
+from movierec.stores.experiments import experiment_flags
 from movierec.stores.serving import ServingStore
 
 
@@ -54,19 +54,8 @@ def build_recommender(settings: RecommendSettings, package_dir: Path) -> Recomme
 
 def build_experiments(settings: RecommendSettings, blobs: BlobStore) -> Experiments | None:
     """The A/B test configuration's reader (nothing is read until the first request)."""
-    if settings.experiments_source == "appconfig":
-        application, environment, profile = (
-            settings.experiments_application,
-            settings.experiments_environment,
-            settings.experiments_profile,
-        )
-        assert application is not None  # RecommendSettings checked all three
-        assert environment is not None
-        assert profile is not None
-        return Experiments(appconfig_flags(application, environment, profile))
-    if settings.experiments_source == "s3":
-        return Experiments(blob_flags(blobs))
-    return None
+    flags = experiment_flags(settings, blobs)
+    return Experiments(flags) if flags is not None else None
 
 
 def load_snapshot(blobs: BlobStore, bundled: Path | None) -> tuple[PopularitySnapshot, bool]:

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.feature_flags import AppConfigStore, Featur
 from aws_lambda_powertools.utilities.feature_flags.base import StoreProvider
 from aws_lambda_powertools.utilities.feature_flags.exceptions import ConfigurationStoreError
 
+from movierec.config import ExperimentsSettings
 from movierec.errors import StoreUnavailableError
 from movierec.stores.blobs import BlobStore
 
@@ -69,3 +70,13 @@ def appconfig_flags(application: str, environment: str, profile: str, max_age: i
 
 def blob_flags(blobs: BlobStore, key: str = EXPERIMENTS_KEY, max_age: float = 5.0) -> FeatureFlags:
     return FeatureFlags(store=BlobFlagStore(blobs, key, max_age))
+
+
+def experiment_flags(settings: ExperimentsSettings, blobs: BlobStore) -> FeatureFlags | None:
+    """The configured source's flags; None when no experiment source is configured."""
+    names = settings.appconfig_names
+    if settings.experiments_source == "appconfig" and names is not None:
+        return appconfig_flags(*names)
+    if settings.experiments_source == "s3":
+        return blob_flags(blobs)
+    return None

@@ -70,7 +70,7 @@ test-fast: $(VENV)/.stamp ## pytest only, no lint
 
 # ---- local cloud and demo -----------------------------------------------------------------------------
 .PHONY: up
-up: $(VENV)/.stamp $(VENV_MONGO)/.stamp ## start moto (4566), Redis and MongoDB locally and create the template's resources
+up: $(VENV)/.stamp $(VENV_MONGO)/.stamp prometheus ## start moto (4566), Redis, MongoDB, Prometheus (9090) and a Pushgateway (9091) locally and create the template's resources
 	$(PY) -m infra.local up $(ARGS)
 
 .PHONY: down

@@ -1,8 +1,11 @@
 """``make up`` / ``make down``: the local cloud as long-lived servers on fixed ports.
 
-moto (a LocalStack-compatible endpoint) on 4566, Redis on 6379, MongoDB on 27017; each port can be
-moved with ``--*-port`` or ``MOTO_PORT`` / ``REDIS_PORT`` / ``MONGO_PORT``. A LocalStack already
-listening on the AWS port is used instead of moto; ``MONGODB_URI`` means an external MongoDB.
+moto (a LocalStack-compatible endpoint) on 4566, Redis on 6379, MongoDB on 27017, and, when Debian's
+``prometheus`` is installed (``make prometheus``), Prometheus on 9090 scraping ``start-api`` (3000) and a
+Pushgateway on 9091 that training runs push to. Each port can be moved with ``--*-port`` or
+``MOTO_PORT`` / ``REDIS_PORT`` / ``MONGO_PORT`` / ``PROMETHEUS_PORT`` / ``PUSHGATEWAY_PORT``.
+A LocalStack already listening on the AWS port is used instead of moto; ``MONGODB_URI`` means an
+external MongoDB.
 What ``up`` started is recorded in ``.local/cloud.json``, which ``down``, ``status`` and the runner
 (``infra.local.template.LocalCloud.load``) read.
 
@@ -26,6 +29,8 @@ from infra.local.servers import (
     ChildServer,
     MongoServer,
     MotoServer,
+    PrometheusServer,
+    PushgatewayServer,
     RedisServer,
     ServerStartError,
     choose_mongo_backend,
@@ -35,11 +40,20 @@ from infra.local.servers import (
     port_in_use,
     process_alive,
     process_command_line,
+    prometheus_available,
     stop_detached,
 )
 from infra.local.template import DEFAULT_TEMPLATE, state_dir_for
 
-DEFAULT_PORTS = {"MOTO_PORT": 4566, "REDIS_PORT": 6379, "MONGO_PORT": 27017}
+DEFAULT_PORTS = {
+    "MOTO_PORT": 4566,
+    "REDIS_PORT": 6379,
+    "MONGO_PORT": 27017,
+    "PROMETHEUS_PORT": 9090,
+    "PUSHGATEWAY_PORT": 9091,
+}
+DEFAULT_API_TARGET = "127.0.0.1:3000"
+"""Where ``python -m infra.local start-api`` listens by default: Prometheus scrapes its /metrics."""
 STATE_FILE = "cloud.json"
 
 
@@ -55,6 +69,8 @@ class CloudState:
     redis_url: str
     mongodb_uri: str
     processes: list[dict[str, Any]] = field(default_factory=list)
+    prometheus_url: str | None = None
+    pushgateway_url: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> CloudState | None:
@@ -67,6 +83,8 @@ class CloudState:
                 redis_url=str(saved["redis_url"]),
                 mongodb_uri=str(saved["mongodb_uri"]),
                 processes=list(saved.get("processes", [])),
+                prometheus_url=saved.get("prometheus_url"),
+                pushgateway_url=saved.get("pushgateway_url"),
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise UsageError(f"{path} is unreadable ({error}); delete it and run `make up` again") from error
@@ -78,6 +96,8 @@ class CloudState:
             "aws_endpoint_url": self.aws_endpoint_url,
             "redis_url": self.redis_url,
             "mongodb_uri": self.mongodb_uri,
+            "prometheus_url": self.prometheus_url,
+            "pushgateway_url": self.pushgateway_url,
         }
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
@@ -87,6 +107,14 @@ class CloudState:
 
     def environment(self) -> dict[str, str]:
         """The variables a shell, a handler or a test needs to reach this cloud."""
+        monitoring = {
+            name: url
+            for name, url in (
+                ("PROMETHEUS_URL", self.prometheus_url),
+                ("PUSHGATEWAY_URL", self.pushgateway_url),
+            )
+            if url
+        }
         return {
             "AWS_ENDPOINT_URL": self.aws_endpoint_url,
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -94,7 +122,7 @@ class CloudState:
             "AWS_SECRET_ACCESS_KEY": "testing",
             "REDIS_URL": self.redis_url,
             "MONGODB_URI": self.mongodb_uri,
-        }
+        } | monitoring
 
     def exports(self) -> str:
         return "\n".join(f"export {name}={value}" for name, value in self.environment().items())
@@ -106,12 +134,14 @@ def _still_ours(process: dict[str, Any]) -> bool:
 
 
 class CloudServers:
-    """moto, Redis and MongoDB as detached servers, recorded in ``state_dir/cloud.json``.
+    """moto, Redis, MongoDB (and Prometheus with its Pushgateway) as detached servers, recorded in
+    ``state_dir/cloud.json``.
 
     ``up()`` is idempotent (a running cloud is reused) and ``down()`` stops exactly what ``up()``
     started, even from another process. Server data lives in ``state_dir/cloud/``: MongoDB's survives
-    ``down`` and ``up``; Redis keeps nothing (no persistence), like a fresh cache node.
-    Ports default to free ones; the CLI passes the fixed ones.
+    ``down`` and ``up``; Redis keeps nothing (no persistence), like a fresh cache node; Prometheus keeps
+    its series in ``state_dir/cloud/prometheus``. Ports default to free ones; the CLI passes the fixed
+    ones. ``monitoring`` (default: whether Prometheus is installed) starts Prometheus and the Pushgateway.
     """
 
     def __init__(
@@ -121,11 +151,19 @@ class CloudServers:
         moto_port: int | None = None,
         redis_port: int | None = None,
         mongo_port: int | None = None,
+        prometheus_port: int | None = None,
+        pushgateway_port: int | None = None,
+        api_target: str = DEFAULT_API_TARGET,
+        monitoring: bool | None = None,
     ):
         self.state_dir = state_dir
         self.moto_port = free_port() if moto_port is None else moto_port
         self.redis_port = free_port() if redis_port is None else redis_port
         self.mongo_port = free_port() if mongo_port is None else mongo_port
+        self.prometheus_port = free_port() if prometheus_port is None else prometheus_port
+        self.pushgateway_port = free_port() if pushgateway_port is None else pushgateway_port
+        self.api_target = api_target
+        self.monitoring = prometheus_available() if monitoring is None else monitoring
 
     @property
     def state_path(self) -> Path:
@@ -159,13 +197,26 @@ class CloudServers:
             mongo = MongoServer(self.mongo_port, backend=backend, work_dir=work / "mongo", detached=True)
             servers.append(mongo)
             mongodb_uri = mongo.uri
+        state = CloudState(aws_endpoint_url=aws_url, redis_url=redis.url, mongodb_uri=mongodb_uri)
+        if self.monitoring:
+            pushgateway = PushgatewayServer(
+                self.pushgateway_port, work_dir=work / "pushgateway", detached=True
+            )
+            prometheus = PrometheusServer(
+                self.prometheus_port,
+                api_targets=[self.api_target],
+                pushgateway=pushgateway.address,
+                work_dir=work / "prometheus",
+                detached=True,
+            )
+            servers += [pushgateway, prometheus]
+            state.prometheus_url, state.pushgateway_url = prometheus.url, pushgateway.url
         ports = [server.port for server in servers]
         if len(set(ports)) != len(ports):
-            raise UsageError(f"the servers need three different ports, not {ports}")
+            raise UsageError(f"the servers need {len(ports)} different ports, not {ports}")
         for server in servers:  # every port is checked before anything starts
             if port_in_use(server.port):
                 raise UsageError(port_busy_message(server.port, server.port_variable))
-        state = CloudState(aws_endpoint_url=aws_url, redis_url=redis.url, mongodb_uri=mongodb_uri)
         try:
             for server in servers:  # launch all, then wait: moto's import overlaps the others' start
                 server.launch()
@@ -227,7 +278,9 @@ def bootstrap_resources(state: CloudState, template: Path) -> str:
 
 # ---- the commands -------------------------------------------------------------------------------------
 def register(commands: Any) -> None:
-    up = commands.add_parser("up", help="start moto, Redis and MongoDB and create the template's resources")
+    up = commands.add_parser(
+        "up", help="start moto, Redis, MongoDB (Prometheus, Pushgateway) and create the template's resources"
+    )
     for variable, port in DEFAULT_PORTS.items():
         flag = "--" + variable.lower().replace("_", "-")
         up.add_argument(flag, type=int, default=None, help=f"default: ${variable}, else {port}")
@@ -260,6 +313,8 @@ def up_command(args: argparse.Namespace) -> int:
         moto_port=port_setting(args.moto_port, "MOTO_PORT"),
         redis_port=port_setting(args.redis_port, "REDIS_PORT"),
         mongo_port=port_setting(args.mongo_port, "MONGO_PORT"),
+        prometheus_port=port_setting(args.prometheus_port, "PROMETHEUS_PORT"),
+        pushgateway_port=port_setting(args.pushgateway_port, "PUSHGATEWAY_PORT"),
     )
     try:
         state, started = servers.up(log=print)
@@ -269,13 +324,22 @@ def up_command(args: argparse.Namespace) -> int:
         print("the local cloud is already up:", file=sys.stderr)
         return status_command(argparse.Namespace(exports=False))
     print(bootstrap_resources(state, DEFAULT_TEMPLATE))
+    if state.prometheus_url:
+        print(
+            f"Prometheus {state.prometheus_url} scrapes start-api on {DEFAULT_API_TARGET} and the Pushgateway"
+        )
+    else:
+        print("Prometheus is not installed (`make prometheus`): no local Prometheus or Pushgateway")
     print("\n" + state.exports())
     return 0
 
 
 def down_command(args: argparse.Namespace) -> int:
     del args
-    lines = CloudServers(state_dir_for(DEFAULT_TEMPLATE), moto_port=0, redis_port=0, mongo_port=0).down()
+    lines = CloudServers(
+        state_dir_for(DEFAULT_TEMPLATE), moto_port=0, redis_port=0, mongo_port=0,
+        prometheus_port=0, pushgateway_port=0, monitoring=False,
+    ).down()  # fmt: skip
     print("\n".join(lines) if lines else "the local cloud is not up")
     return 0
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import boto3
 import pymongo
 import pytest
 import redis
+import yaml
+from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
 
 from infra.local.cloud import CloudServers, CloudState, port_setting
 from infra.local.errors import UsageError
@@ -24,8 +28,10 @@ from infra.local.servers import (
     free_port,
     port_in_use,
     process_alive,
+    prometheus_available,
     stop_detached,
 )
+from infra.local.template import LocalCloud
 
 Document = dict[str, object]
 
@@ -42,7 +48,7 @@ def startable_mongo_backend(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def cloud(tmp_path: Path, startable_mongo_backend: None) -> Iterator[CloudServers]:
-    servers = CloudServers(tmp_path / ".local")
+    servers = CloudServers(tmp_path / ".local", monitoring=False)
     yield servers
     servers.down()  # whatever a failing test left running
 
@@ -88,9 +94,44 @@ def test_up_answers_on_every_url_and_down_stops_it(cloud: CloudServers) -> None:
     assert cloud.down() == []  # idempotent
 
 
+@pytest.mark.skipif(not prometheus_available(), reason="Prometheus is not installed (`make prometheus`)")
+def test_up_starts_prometheus_scraping_the_api_and_the_pushgateway(
+    tmp_path: Path, startable_mongo_backend: None
+) -> None:
+    api_target = f"127.0.0.1:{free_port()}"
+    servers = CloudServers(tmp_path / ".local", api_target=api_target, monitoring=True)
+    try:
+        state, _ = servers.up()
+        assert {process["name"] for process in state.processes} >= {"prometheus", "pushgateway"}
+        assert state.prometheus_url
+        assert state.pushgateway_url
+        assert CloudState.read(servers.state_path) == state
+        assert state.environment()["PUSHGATEWAY_URL"] == state.pushgateway_url
+        assert LocalCloud.load(servers.state_dir, environ={}).pushgateway_url == state.pushgateway_url
+
+        # The configuration Prometheus loaded (the targets API fills in asynchronously after start).
+        with urllib.request.urlopen(f"{state.prometheus_url}/api/v1/status/config", timeout=5) as response:
+            loaded = yaml.safe_load(json.load(response)["data"]["yaml"])
+        scraped = {job["job_name"]: job["static_configs"][0]["targets"] for job in loaded["scrape_configs"]}
+        assert scraped["movierec-api"] == [api_target]
+        assert scraped["pushgateway"] == [state.pushgateway_url.removeprefix("http://")]
+
+        registry = CollectorRegistry()
+        Gauge("movierec_cloud_test", "pushed by the test", registry=registry).set(7)
+        push_to_gateway(state.pushgateway_url.removeprefix("http://"), job="cloud-test", registry=registry)
+        with urllib.request.urlopen(f"{state.pushgateway_url}/metrics", timeout=5) as response:
+            assert 'movierec_cloud_test{instance="",job="cloud-test"} 7' in response.read().decode()
+    finally:
+        lines = servers.down()
+    assert len(lines) == len(state.processes)
+    assert not any(process_alive(int(process["pid"])) for process in state.processes)
+
+
 def test_up_twice_reuses_the_running_cloud(cloud: CloudServers) -> None:
     first, started = cloud.up()
-    again, started_again = CloudServers(cloud.state_dir).up()  # another process would do the same
+    again, started_again = CloudServers(
+        cloud.state_dir, monitoring=False
+    ).up()  # another process would do the same
     assert started
     assert not started_again
     assert again == first
@@ -142,7 +183,7 @@ def test_a_busy_port_is_a_clear_usage_error(cloud: CloudServers, busy_port: int)
 
 def test_one_port_for_two_servers_is_a_usage_error(cloud: CloudServers) -> None:
     port = free_port()
-    with pytest.raises(UsageError, match="three different ports"):
+    with pytest.raises(UsageError, match="different ports, not"):
         CloudServers(cloud.state_dir, moto_port=port, redis_port=port).up()
 
 

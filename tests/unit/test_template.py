@@ -5,6 +5,7 @@ runner reads and resolves it (infra/local/template/) in test_template_local.py."
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -83,6 +84,15 @@ def test_the_training_environment_validates_as_training_settings(stack: Stack) -
     assert environment["REDIS_URL"] == "redis://127.0.0.1:6379/0"
     assert "REDIS_AUTH_SECRET_ARN" not in environment
     assert command == ["train"]
+
+
+def test_the_training_run_pushes_to_the_pushgateway_make_up_started(stack: Stack, tmp_path: Path) -> None:
+    assert "PUSHGATEWAY_URL" not in training_environment(stack, LocalCloud(), environ={})[0]
+    (tmp_path / "cloud.json").write_text('{"pushgateway_url": "http://127.0.0.1:9091"}', encoding="utf-8")
+    cloud = LocalCloud.load(tmp_path, environ={})
+    assert training_environment(stack, cloud, environ={})[0]["PUSHGATEWAY_URL"] == "http://127.0.0.1:9091"
+    shell = LocalCloud.load(tmp_path, environ={"PUSHGATEWAY_URL": "http://10.0.0.5:9091"})
+    assert training_environment(stack, shell, environ={})[0]["PUSHGATEWAY_URL"] == "http://10.0.0.5:9091"
 
 
 # ---- functions, layer, stream mapping --------------------------------------------------------------------

@@ -27,6 +27,7 @@ class LocalCloud:
     aws_endpoint_url: str = DEFAULT_ENDPOINT_URL
     redis_url: str | None = None
     mongodb_uri: str | None = None
+    pushgateway_url: str | None = None
 
     @classmethod
     def load(cls, state_dir: Path, environ: Mapping[str, str] | None = None) -> LocalCloud:
@@ -49,6 +50,7 @@ class LocalCloud:
             aws_endpoint_url=pick("aws_endpoint_url") or DEFAULT_ENDPOINT_URL,
             redis_url=pick("redis_url"),
             mongodb_uri=pick("mongodb_uri"),
+            pushgateway_url=pick("pushgateway_url"),
         )
 
 
@@ -165,6 +167,8 @@ def training_environment(
         }
     result = _localise(variables, cloud, os.environ if environ is None else environ, [])
     result.setdefault("POWERTOOLS_SERVICE_NAME", "training")
+    if cloud.pushgateway_url:  # `make up` started one: the run pushes its metrics there
+        result.setdefault("PUSHGATEWAY_URL", cloud.pushgateway_url)
     return result, command
 
 

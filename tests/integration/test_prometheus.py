@@ -25,6 +25,7 @@ from infra.local.template import DEFAULT_TEMPLATE
 from movierec.observability import MetricName, metrics
 from movierec.recommend.service import Tier
 from training_job import pushgateway
+from training_job.pipeline import metrics_flushed
 
 pytestmark = pytest.mark.skipif(
     not prometheus_available(),
@@ -91,9 +92,9 @@ def test_prometheus_scrapes_the_request_count_and_latency_series_after_a_request
 
 def test_the_training_run_pushes_its_metrics_to_the_pushgateway_and_prometheus_scrapes_them() -> None:
     def run() -> int:
-        metrics.add_metric(name=MetricName.MODEL_NDCG_AT_10, unit="None", value=0.375)
-        metrics.add_metric(name=MetricName.MODEL_PUBLISHED, unit="Count", value=1)
-        metrics.flush_metrics()  # as training_job.pipeline's metrics_flushed does at the end of a run
+        with metrics_flushed():  # what training_job.pipeline.main wraps a run in
+            metrics.add_metric(name=MetricName.MODEL_NDCG_AT_10, unit="None", value=0.375)
+            metrics.add_metric(name=MetricName.MODEL_PUBLISHED, unit="Count", value=1)
         return 0
 
     with PushgatewayServer() as gateway:

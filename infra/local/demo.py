@@ -27,6 +27,7 @@ import numpy as np
 
 from infra.local.apigw import HttpApiServer
 from infra.local.bootstrap import bootstrap
+from infra.local.demo_features import feature_environment, show_features
 from infra.local.demo_requests import Sample, show, show_requests
 from infra.local.errors import UsageError
 from infra.local.runner import LocalApp
@@ -109,7 +110,7 @@ def demo_command(args: argparse.Namespace) -> int:
             f"{len(dataset.interactions):,} interactions"
         )
         say("starting the local cloud: Redis, MongoDB (wire server), moto on free ports")
-        environ = start_cloud(cleanup)
+        environ = start_cloud(cleanup) | feature_environment(LOG_DIR)
         cleanup.enter_context(patched_environ(environ))
         resources = bootstrap(environ["AWS_ENDPOINT_URL"], DEFAULT_TEMPLATE)
         say(
@@ -133,6 +134,11 @@ def demo_command(args: argparse.Namespace) -> int:
         status = run_training(app, args.budget_seconds, LOG_DIR / "training.log")
         if status not in {0, 3}:
             raise UsageError(f"the training job failed with exit status {status}; see its log above")
+
+        training_env, _ = training_environment(app.stack, app.cloud, environ=app.environ)
+        show_features(
+            {**app.environ, **training_env}, LOG_DIR, known_user(dataset), top_movies(dataset, 3), say
+        )
 
         newcomer_region = most_common_region(dataset)
         if newcomer_region:
@@ -291,6 +297,11 @@ TRAINING_SUMMARY: dict[str, Any] = {
         f"{r['users_published']:,} precomputed lists"
     ),
 }
+
+
+def top_movies(dataset: Dataset, n: int) -> list[int]:
+    counts = np.bincount(dataset.interactions.movie, minlength=len(dataset.movies))
+    return [int(dataset.movies.ids[i]) for i in np.argsort(-counts, kind="stable")[:n]] + [999_999_999]
 
 
 def most_common_region(dataset: Dataset) -> str | None:

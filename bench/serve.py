@@ -26,6 +26,9 @@
    at concurrency 1 and 8. Requests/second and client-side latency.
 3. **Publication.** ``PublicationWriter.put_recommendations`` (users/second) against a raw pipelined
    ``SET`` of the same bytes under the same keys, chunked as the writer chunks, alternating rounds.
+4. **Features.** ``bench/serve_features.py``: one user's and 200 movies' online features read with
+   Feast's SDK, with the layer's thin reader and as a raw ``HMGET``; the online ranking with fresh
+   movie features, uncached and cached; the SDK's import time and size.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import serve_features
 from bench.common import BenchServers, Profiler, Summary, format_table, parser, progress, ratio, run_and_print
 from bench.serve_http import serve_start_api, start_api_throughput
 from bench.serve_population import FULL, QUICK, forget_online_lists
@@ -87,10 +91,13 @@ def run(quick: bool, profiler: Profiler) -> dict[str, Any]:
         users = rig.population.users["personalized"]
         log = rig.work_dir / "start-api.log"
         api = start_api_throughput(servers, users, plan.load_seconds, log)
+        progress("feature reads")
+        features = serve_features.measure(servers.redis_url, Path(temp) / "features", quick)
         snapshot, unresponsive, outage_sources = time_outages(rig)
         sources |= outage_sources
         sources |= {f"{tier} (after timing)": served for tier, served in sources_after.items()}
-    return assemble(rig, summaries, snapshot, unresponsive, sources, round_trips, publication, api)
+    result = assemble(rig, summaries, snapshot, unresponsive, sources, round_trips, publication, api)
+    return result | {"features": features}
 
 
 def assemble(
@@ -161,6 +168,8 @@ def report(result: dict[str, Any]) -> str:
         if "c1" in api
         else f"start-api: {api.get('error')}",
         f"unresponsive Redis: p99 {result['snapshot_redis_unresponsive']['p99_ms']} ms",
+        "",
+        serve_features.report(result["features"]) if "features" in result else "",
     ]
     return "\n".join(lines) + "\n"
 

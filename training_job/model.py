@@ -285,6 +285,8 @@ def export_weights(model: NeuMF) -> dict[str, npt.NDArray[np.float32]]:
         Weights.ITEM_MLP_PROJ: np32(mlp_proj),
         Weights.ITEM_MLP_BIAS: np32(movies.mlp_bias),
     }
+    if n_features:  # what serving swaps fresh features into (movierec.artifact.ModelArtifact.item_vectors)
+        weights[Weights.ITEM_FEATURES] = np32(movies.features)
     for k, layer in enumerate(model.linear_layers()):
         weights[Weights.hidden_w(k)] = np32(layer.weight)
         weights[Weights.hidden_b(k)] = np32(layer.bias)

@@ -393,7 +393,9 @@ def show_prometheus(server: HttpApiServer, pushgateway_url: str | None, cleanup:
 
 
 def _labels(metric: dict[str, str]) -> str:
-    shown = [f"{name}={value}" for name, value in metric.items() if name not in {"instance", "job"}]
+    shown = [
+        f"{name}={value}" for name, value in metric.items() if name not in {"__name__", "instance", "job"}
+    ]
     return "{" + ",".join(shown) + "}"
 
 

@@ -1,6 +1,6 @@
 """``make demo``'s feature-store step: the feature stage as the state machine runs it (``python -m
-training_job features``), ``feast feature-views list`` over the generated ``feature_store.yaml``, and
-the thin online reader (what the online tier reads) for one user and a few movies."""
+training_job features``), ``feast feature-views list`` over the generated ``feature_store.yaml``, the
+thin online reader for one user and a few movies, and the online tier re-ranking with those rows."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from movierec.config import RedisSettings
-from movierec.feature_views import MOVIE_VIEWS, USER_VIEWS
+from movierec.feature_views import MOVIE_STATS_V1, MOVIE_VIEWS, USER_VIEWS
+from movierec.recommend.movie_features import FreshMovieFeatures
+from movierec.recommend.online import RETRIEVAL_CANDIDATES, ScorerCache
+from movierec.stores import aws
+from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
 from movierec.stores.online_features import OnlineFeatureReader
+from movierec.stores.serving import ServingStore
 
 
 def feature_environment(local_dir: Path) -> dict[str, str]:
@@ -83,7 +88,36 @@ def show_features(
             f"      movie {movie_id}: {metadata.values.get('title')!s} {_short(stats.values)}"
             + ("" if stats.found else " (defaults: no row)")
         )
+    show_online_ranking(environ, user_id, reader, say)
     return 0
+
+
+def show_online_ranking(
+    environ: Mapping[str, str], user_id: str, reader: OnlineFeatureReader, say: Callable[[str], None]
+) -> None:
+    """What the online tier does on a miss: retrieval, then re-ranking with the candidates' online
+    ``movie_stats_v1`` rows (recommend/movie_features.py)."""
+    client = connect_redis(RedisSettings(redis_url=environ["REDIS_URL"]))
+    features = FreshMovieFeatures(reader)
+    blobs = BlobStore(environ["ARTIFACT_BUCKET"], aws.bounded_client("s3"))
+    scorer = ScorerCache(blobs, movie_features=features)(ServingStore(client).publication().manifest)
+    if scorer is None:
+        say("    no published model: the online tier would serve popularity")
+        return
+    index = scorer.artifact.user_index(user_id)
+    if index is None:
+        return
+    candidates = scorer.artifact.retrieve(index, RETRIEVAL_CANDIDATES)
+    movie_ids = [int(m) for m in scorer.artifact.movie_ids[candidates]]
+    found = sum(row.found for row in reader.read([MOVIE_STATS_V1], movie_ids)[MOVIE_STATS_V1.name])
+    ranked = scorer.rank(user_id, [], frozenset(), 5)
+    say(
+        f"    the online tier for user {user_id}: {len(movie_ids)} candidates re-ranked with their online"
+        f" movie_stats_v1 rows ({found} found"
+        + (f"; {len(movie_ids) - found} keep training-time values" if found < len(movie_ids) else "")
+        + "); top 5: "
+        + ", ".join(f"{movie} ({score:.3f})" for movie, score in ranked)
+    )
 
 
 def _feature_run(stdout: str) -> dict[str, Any] | None:

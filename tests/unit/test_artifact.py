@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -92,6 +93,40 @@ def test_numpy_scores_equal_torch_scores(trained: Trained) -> None:
     assert np.allclose(
         probabilities, 1 / (1 + np.exp(-loaded.logits(0, np.arange(loaded.n_movies)))), atol=1e-6
     )
+
+
+def test_fresh_movie_features_score_as_torch_with_those_features(trained: Trained) -> None:
+    loaded = artifact.load(artifact.save(trained.artifact))
+    model = trained.model
+    assert loaded.item_features is not None
+    assert np.allclose(loaded.item_features, model.movies.features.numpy())  # exported as trained
+    norm = loaded.metadata.movie_features
+    rng = np.random.default_rng(1)
+    movies = rng.choice(loaded.n_movies, 12, replace=False)
+    raw = loaded.item_features[movies] * np.asarray(norm.std) + np.asarray(norm.mean)
+    popularity = [j for j, name in enumerate(norm.names) if name.startswith("popularity_")]
+    raw[:, popularity] += rng.uniform(0.5, 3.0, (len(movies), len(popularity)))  # trending since
+    fresh = norm.apply(raw)
+
+    changed = copy.deepcopy(model)
+    changed.movies.features[torch.from_numpy(movies)] = torch.from_numpy(fresh)
+    users = np.repeat(np.arange(0, loaded.n_users, 7), len(movies))
+    candidates = np.tile(movies, len(users) // len(movies))
+    expected = torch_logits(changed, users, candidates)
+    got = np.concatenate([loaded.logits(int(u), movies, fresh) for u in users[:: len(movies)]])
+    assert np.allclose(got, expected, rtol=1e-5, atol=1e-5)
+    stale = np.concatenate([loaded.logits(int(u), movies) for u in users[:: len(movies)]])
+    assert np.abs(got - stale).max() > 1e-3  # the features moved the scores
+    assert np.allclose(stale, torch_logits(model, users, candidates), rtol=1e-5, atol=1e-5)
+
+
+def test_an_artifact_without_item_features_scores_with_training_time_vectors(trained: Trained) -> None:
+    weights = {k: v for k, v in trained.artifact.weights.items() if k != artifact.Weights.ITEM_FEATURES}
+    older = ModelArtifact(weights, trained.artifact.metadata)
+    assert older.item_features is None
+    movies = np.arange(10)
+    ignored = np.zeros((10, len(older.metadata.movie_features.names)), np.float32)
+    assert np.array_equal(older.logits(0, movies, ignored), trained.artifact.logits(0, movies))
 
 
 def test_id_maps(trained: Trained) -> None:

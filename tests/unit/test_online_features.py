@@ -19,6 +19,7 @@ from movierec.feature_views import (
     USER_ACTIVITY_V1,
     USER_TASTE_V1,
     VIEWS,
+    from_movie_metadata,
     movie_model_features,
 )
 from movierec.stores.cache import connect_redis
@@ -100,3 +101,6 @@ def test_a_movies_model_features_come_from_its_metadata_and_stats() -> None:
     assert movie_model_features(names, stats, metadata) == [0.0, 1.0, 1999.0, 0.0, 2.0, 3.5]
     unknown = movie_model_features(names, MOVIE_STATS_V1.defaults, MOVIE_METADATA_V1.defaults)
     assert unknown == [0.0, 0.0, 0.0, 1.0, 0.0, 3.5]
+    filled = movie_model_features(names, stats, MOVIE_METADATA_V1.defaults, unknown_year=1995.0)
+    assert filled[2:4] == [1995.0, 1.0]  # as training fills in an unknown year
+    assert [from_movie_metadata(name) for name in names] == [True, True, True, True, False, False]

@@ -53,6 +53,9 @@ class Weights:
     ITEM_GMF_PROJ = "item_gmf_proj"  # (factors, movie features)
     ITEM_MLP_PROJ = "item_mlp_proj"  # (h0, movie features)
     ITEM_MLP_BIAS = "item_mlp_bias"  # (h0,)
+    # (movies, movie features): the normalised features ITEM_GMF/ITEM_MLP were built with, so serving
+    # can swap in a movie's fresh online features (``item_vectors``). Optional: older artifacts lack it.
+    ITEM_FEATURES = "item_features"
 
     @staticmethod
     def hidden_w(k: int) -> str:
@@ -124,6 +127,14 @@ class UserVector:
     mlp: FloatArray  # (h0,)
 
 
+@dataclass(frozen=True)
+class ItemVectors:
+    """Movies' (gmf, mlp) vectors for one scoring call, one row per movie."""
+
+    gmf: FloatArray  # (movies, factors)
+    mlp: FloatArray  # (movies, h0)
+
+
 def _sigmoid(x: FloatArray) -> FloatArray:
     out: FloatArray = (0.5 * (np.tanh(0.5 * x) + 1.0)).astype(np.float32)
     return out
@@ -152,6 +163,10 @@ class ModelArtifact:
             (np.ascontiguousarray(take(Weights.hidden_w(k)).T), take(Weights.hidden_b(k)))
             for k in range(len(metadata.mlp_layers) - 1)
         ]
+        self.item_features = take(Weights.ITEM_FEATURES) if Weights.ITEM_FEATURES in self.weights else None
+        # (in, out), for swapping a movie's features in at serving time (``item_vectors``).
+        self._item_gmf_proj = np.ascontiguousarray(take(Weights.ITEM_GMF_PROJ).T)
+        self._item_mlp_proj = np.ascontiguousarray(take(Weights.ITEM_MLP_PROJ).T)
         self.fold_in_weights = take(Weights.FOLD_IN)
         self.retrieval_bias = take(Weights.RETRIEVAL_BIAS)
         # Folded into the user side once, so a candidate's GMF term is one dot product.
@@ -177,6 +192,8 @@ class ModelArtifact:
             Weights.RETRIEVAL_BIAS: (n_movies,),
             Weights.FOLD_IN: (meta.factors + h0 + 1, meta.factors + h0),
         }
+        if self.item_features is not None:
+            expected[Weights.ITEM_FEATURES] = (n_movies, len(meta.movie_features.names))
         for name, shape in expected.items():
             if self.weights[name].shape != shape:
                 raise ValueError(
@@ -228,16 +245,43 @@ class ModelArtifact:
         out: FloatArray = h @ self.out_mlp
         return out
 
-    def logits(self, user: int | UserVector, movie_indexes: npt.NDArray[np.integer[Any]]) -> FloatArray:
-        vector = self.user_vector(user)
+    def item_vectors(
+        self, movie_indexes: npt.NDArray[np.integer[Any]], features: FloatArray | None = None
+    ) -> ItemVectors:
+        """The (gmf, mlp) vectors of ``movie_indexes``; with ``features`` (their normalised features,
+        one row each), as the model computes them from those features instead of the training-time
+        ones. A movie's vector is linear in its features (ID embedding + projection), so swapping them
+        is ``vector + (new - old) @ projection.T``."""
         movies = np.asarray(movie_indexes, dtype=np.int64)
-        h = self.item_mlp[movies] + vector.mlp  # fancy indexing copies, so in-place ops are safe
-        gmf = self.item_gmf[movies] @ (vector.gmf * self.out_gmf)
+        gmf, mlp = self.item_gmf[movies], self.item_mlp[movies]  # fancy indexing copies
+        if features is None or self.item_features is None:
+            return ItemVectors(gmf, mlp)
+        delta = np.asarray(features, dtype=np.float32) - self.item_features[movies]
+        gmf += delta @ self._item_gmf_proj
+        mlp += delta @ self._item_mlp_proj
+        return ItemVectors(gmf, mlp)
+
+    def logits(
+        self,
+        user: int | UserVector,
+        movie_indexes: npt.NDArray[np.integer[Any]],
+        features: FloatArray | None = None,
+    ) -> FloatArray:
+        vector = self.user_vector(user)
+        items = self.item_vectors(movie_indexes, features)
+        h = items.mlp + vector.mlp
+        gmf = items.gmf @ (vector.gmf * self.out_gmf)
         return (gmf + self._mlp(h) + self.out_bias).astype(np.float32)
 
-    def score(self, user: int | UserVector, movie_indexes: npt.NDArray[np.integer[Any]]) -> FloatArray:
-        """Probability-like scores in (0, 1) for one user and a vector of movie indexes."""
-        return _sigmoid(self.logits(user, movie_indexes))
+    def score(
+        self,
+        user: int | UserVector,
+        movie_indexes: npt.NDArray[np.integer[Any]],
+        features: FloatArray | None = None,
+    ) -> FloatArray:
+        """Probability-like scores in (0, 1) for one user and a vector of movie indexes; ``features``:
+        the movies' current normalised features (``item_vectors``), else the training-time ones."""
+        return _sigmoid(self.logits(user, movie_indexes, features))
 
     def logits_many(
         self, users: npt.NDArray[np.integer[Any]] | UserVector, movie_indexes: npt.NDArray[np.integer[Any]]

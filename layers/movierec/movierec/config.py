@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from movierec.experiments import NAME_PATTERN as EXPERIMENT_NAME_PATTERN
+from movierec.feature_views import PROJECT
 from movierec.history import HISTORY_LENGTH
 
 
@@ -130,6 +131,15 @@ class RecommendSettings(RedisSettings, ExperimentsSettings):
         description="Popularity bundled at build time, served when Redis is down and S3 was unreachable at"
         " init; a relative path is in the function's package directory.",
     )
+    online_movie_features: bool = Field(
+        default=True,
+        description="Re-rank online candidates with their current features from the feature store's"
+        " online store (the same Redis; docs/features.md), not the training-time ones.",
+    )
+    online_features_cache_seconds: int = Field(
+        default=60, ge=0, le=3_600, description="How long a container keeps a movie's online features."
+    )
+    feature_project: str = Field(default=PROJECT, pattern=r"^[A-Za-z0-9_]+$")
 
 
 class TrainingSettings(RedisSettings, MongoSettings, ExperimentsSettings):

@@ -159,11 +159,22 @@ def view(name: str) -> ViewSpec:
     raise KeyError(f"no feature view named {name!r}; known: {[v.name for v in VIEWS]}")
 
 
+def from_movie_metadata(name: str) -> bool:
+    """Whether a model column (``movie_features.names``) comes from ``movie_metadata_v1``; every other
+    one comes from ``movie_stats_v1``."""
+    return name.startswith("genre:") or name in {"year", "year_unknown"}
+
+
 def movie_model_features(
-    names: list[str], stats: dict[str, FeatureValue], metadata: dict[str, FeatureValue]
+    names: list[str],
+    stats: dict[str, FeatureValue],
+    metadata: dict[str, FeatureValue],
+    unknown_year: float = 0.0,
 ) -> list[float]:
     """A movie's raw feature vector in a model's column order (the artifact's ``movie_features.names``:
-    ``genre:<g>``, ``year``, ``year_unknown``, ``popularity_*``, ...) from its online features."""
+    ``genre:<g>``, ``year``, ``year_unknown``, ``popularity_*``, ...) from its online features.
+    ``unknown_year`` is what the model's ``year`` column holds for a movie without one (training fills
+    in the median year, the artifact's ``cold_movie_features``); the view stores 0."""
     genres = metadata.get("genres", ())
     genre_set = set(genres) if isinstance(genres, tuple) else set()
     year = metadata.get("year", 0.0)
@@ -173,7 +184,7 @@ def movie_model_features(
         if name.startswith("genre:"):
             values.append(1.0 if name.removeprefix("genre:") in genre_set else 0.0)
         elif name == "year":
-            values.append(year_value)
+            values.append(year_value if year_value > 0 else unknown_year)
         elif name == "year_unknown":
             values.append(0.0 if year_value > 0 else 1.0)
         else:

@@ -18,6 +18,7 @@ from movierec.artifact import ModelArtifact, UserVector, load
 from movierec.errors import StoreUnavailableError
 from movierec.observability import logger
 from movierec.publication import Manifest
+from movierec.recommend.movie_features import FreshMovieFeatures
 from movierec.stores.blobs import BlobStore
 
 RETRIEVAL_CANDIDATES = 200
@@ -25,10 +26,19 @@ RELOAD_PAUSE_SECONDS = 30.0
 
 
 class ArtifactScorer:
-    def __init__(self, artifact: ModelArtifact, retrieval_candidates: int = RETRIEVAL_CANDIDATES) -> None:
+    """Retrieval over the artifact's vectors, then NeuMF re-ranking of the candidates with their fresh
+    online features when ``movie_features`` is given (``recommend/movie_features.py``)."""
+
+    def __init__(
+        self,
+        artifact: ModelArtifact,
+        retrieval_candidates: int = RETRIEVAL_CANDIDATES,
+        movie_features: FreshMovieFeatures | None = None,
+    ) -> None:
         self.artifact = artifact
         self.model_version = artifact.metadata.model_version
         self._retrieval = retrieval_candidates
+        self._movie_features = movie_features
 
     def rank(
         self, user_id: str, recent: list[int], exclude: frozenset[int], n: int
@@ -42,7 +52,10 @@ class ArtifactScorer:
         candidates = self.artifact.retrieve(user, self._retrieval, excluded)
         if len(candidates) == 0:
             return []
-        scores = self.artifact.score(user, candidates)
+        features = (
+            self._movie_features.normalised(self.artifact, candidates) if self._movie_features else None
+        )
+        scores = self.artifact.score(user, candidates, features)
         order = np.argsort(-scores, kind="stable")[:n]
         movie_ids = self.artifact.movie_ids[candidates[order]]
         return [(int(m), float(s)) for m, s in zip(movie_ids, scores[order], strict=True)]
@@ -57,9 +70,15 @@ class ArtifactScorer:
 class ScorerCache:
     """``scorer(manifest)`` for the recommender: the model a publication names, loaded once."""
 
-    def __init__(self, blobs: BlobStore, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        clock: Callable[[], float] = time.monotonic,
+        movie_features: FreshMovieFeatures | None = None,
+    ) -> None:
         self._blobs = blobs
         self._clock = clock
+        self._movie_features = movie_features
         self._loaded: tuple[str, ArtifactScorer] | None = None  # (artifact uri, scorer)
         self._failed: dict[str, float] = {}  # artifact uri -> when loading last failed
 
@@ -73,7 +92,7 @@ class ScorerCache:
         if failed_at is not None and self._clock() - failed_at < RELOAD_PAUSE_SECONDS:
             return None
         try:
-            scorer = ArtifactScorer(load(self._fetch(uri)))
+            scorer = ArtifactScorer(load(self._fetch(uri)), movie_features=self._movie_features)
         except (StoreUnavailableError, ValueError, KeyError, OSError) as error:
             self._failed[uri] = self._clock()
             logger.warning("model artifact unavailable", extra={"uri": uri, "error": str(error)})

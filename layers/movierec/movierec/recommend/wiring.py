@@ -7,6 +7,9 @@ Init also loads what a request must never wait for, each bounded and none fatal:
   Redis down answers from its first request;
 - the published model artifact, so no request pays its download. Without Redis or S3 it is not loaded
   and online scoring waits for it (the chain serves popularity meanwhile).
+
+Online re-ranking reads the candidates' fresh features from the feature store's online store, the same
+Redis (``recommend/movie_features.py``), unless ``ONLINE_MOVIE_FEATURES`` is false.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from movierec.config import RecommendSettings
 from movierec.errors import StoreUnavailableError
 from movierec.experiments import Experiments
 from movierec.observability import logger
+from movierec.recommend.movie_features import FreshMovieFeatures
 from movierec.recommend.online import ScorerCache
 from movierec.recommend.service import Recommender, ServingPolicy
 from movierec.recommend.snapshot import SNAPSHOT_KEY, PopularitySnapshot
@@ -24,19 +28,26 @@ from movierec.stores import aws
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
 from movierec.stores.experiments import experiment_flags
+from movierec.stores.online_features import OnlineFeatureReader
 from movierec.stores.serving import ServingStore
 
 
 def build_recommender(settings: RecommendSettings, package_dir: Path) -> Recommender:
     """``package_dir`` is the function's code directory (``/var/task`` in Lambda): a relative
     ``POPULARITY_SNAPSHOT_PATH`` names a file there."""
-    store = ServingStore(
-        connect_redis(settings), reconnect_with=lambda: connect_redis(settings, fresh_secret=True)
-    )
+    redis = connect_redis(settings)
+    store = ServingStore(redis, reconnect_with=lambda: connect_redis(settings, fresh_secret=True))
     blobs = BlobStore(settings.artifact_bucket, aws.bounded_client("s3"))
     bundled = package_dir / settings.popularity_snapshot_path if settings.popularity_snapshot_path else None
     snapshot, s3_reachable = load_snapshot(blobs, bundled)
-    scorers = ScorerCache(blobs)
+    movie_features = (
+        FreshMovieFeatures(
+            OnlineFeatureReader(redis, settings.feature_project), settings.online_features_cache_seconds
+        )
+        if settings.online_movie_features
+        else None
+    )
+    scorers = ScorerCache(blobs, movie_features=movie_features)
     if s3_reachable:
         preload_model(store, scorers)
     return Recommender(

@@ -31,6 +31,8 @@ from movierec.feature_views import PROJECT, EntitySpec, FeatureSpec, FeatureValu
 from movierec.stores.cache import REDIS_ERRORS, RedisClient
 
 _STRING, _INT64 = 2, 4  # feast.types.ValueType
+_FLOAT_VAL_TAG = 0x35  # field 6 (float_val), wire type 5 (fixed32)
+_FLOAT32 = struct.Struct("<f")
 
 
 class FeatureDecodeError(ValueError):
@@ -166,6 +168,8 @@ def _float_list(raw: bytes) -> tuple[float, ...]:
 
 def decode_value(data: bytes, spec: FeatureSpec) -> FeatureValue:
     """A serialised ``feast.types.Value`` as a Python value of the spec's kind; unset: the default."""
+    if len(data) == 5 and data[0] == _FLOAT_VAL_TAG:  # the common case, without the general parse
+        return float(_FLOAT32.unpack_from(data, 1)[0])
     for number, _, value in _fields(data):
         if number == 6 and isinstance(value, bytes):  # float_val
             return float(struct.unpack("<f", value)[0])

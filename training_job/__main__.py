@@ -1,4 +1,5 @@
-"""``python -m training_job {train,features,benchmark,make-ncf-split}``: the one entry point and parser."""
+"""``python -m training_job {train,features,sequence-train,benchmark,make-ncf-split}``: the one entry point
+and parser."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     from training_job.feature_repo.cli import add_arguments as add_feature_arguments
 
     add_feature_arguments(features)
+
+    sequence_train = commands.add_parser(
+        "sequence-train", help="the sequence model with torch.distributed DDP (run it under torchrun)"
+    )
+    from training_job.distributed_train import add_arguments as add_sequence_train_arguments
+
+    add_sequence_train_arguments(sequence_train)
 
     bench = commands.add_parser("benchmark", help="NeuMF vs popularity and tuned ALS on NCF-format files")
     bench.add_argument("--train", type=Path, required=True, help="train.rating")
@@ -127,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training_job.feature_repo.cli import run as run_features  # imports Feast
 
         return run_and_push(lambda: run_features(args), configured_url(), stage="features")
+    if args.command == "sequence-train":
+        from training_job.distributed_train import run as run_sequence_train  # imports torch
+
+        return run_sequence_train(args)
     if args.command == "make-ncf-split":
         print(_make_ncf_split(args))
         return 0

@@ -152,17 +152,26 @@ def _probe(
     return trainers[best], report
 
 
-def run_sequence_experiment(inp: ExperimentInput, config: SequenceConfig) -> SequenceExperimentResult:
-    started = time.monotonic()
-    timings: dict[str, float] = {"threads": float(use_all_cores(config.threads))}
-    rng = np.random.default_rng(config.seed)  # the draw run_experiment makes: the same validation cases
+@dataclass(frozen=True)
+class PreparedData:
+    """What training reads (windows of the training pairs, validation cases) and what export needs."""
+
+    data: SequenceTrainData
+    features: Features  # of the training pairs (validation held out), as the model saw them
+    profile_names: list[str]
+    profiles: npt.NDArray[np.float32]
+
+
+def prepare_data(inp: ExperimentInput, base: SequenceParams, config: SequenceConfig) -> PreparedData:
+    """Leave-last-out validation (the cases, negatives and seed ``run_experiment`` draws) and the
+    training windows of the rest."""
+    rng = np.random.default_rng(config.seed)
     tune_train, validation = leave_last_out(inp.train)
     val_negatives = sample_eval_negatives(inp.train, validation.user, config.eval_negatives, rng)
     val_cases = EvalCases(validation.user, validation.movie, val_negatives)
     features = compute_features(tune_train, inp.users, inp.movies, inp.as_of)
     names = profile_names(inp.users)
     profiles = dataset_profiles(inp.users, names)
-    base = config.params or SequenceParams()
     length = base.history_length
     tune_seq = Sequences.from_positives(tune_train)
     data = SequenceTrainData(
@@ -172,6 +181,21 @@ def run_sequence_experiment(inp: ExperimentInput, config: SequenceConfig) -> Seq
         val_cases,
         latest_histories(tune_seq, validation.user, validation.timestamp, length),
         cold_movies(tune_train),
+    )
+    return PreparedData(data, features, names, profiles)
+
+
+def run_sequence_experiment(inp: ExperimentInput, config: SequenceConfig) -> SequenceExperimentResult:
+    started = time.monotonic()
+    timings: dict[str, float] = {"threads": float(use_all_cores(config.threads))}
+    base = config.params or SequenceParams()
+    length = base.history_length
+    prepared = prepare_data(inp, base, config)
+    data, features, names, profiles = (
+        prepared.data,
+        prepared.features,
+        prepared.profile_names,
+        prepared.profiles,
     )
     timings["data_seconds"] = time.monotonic() - started
     if config.params is None:

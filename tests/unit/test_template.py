@@ -145,6 +145,23 @@ def test_ingest_mapping_reports_item_failures_bisects_bounds_retries_and_dead_le
     assert source.starting_position == "TRIM_HORIZON"
 
 
+ON_DEMAND_STARTING_SHARDS = 4  # an on-demand Kinesis stream's shards before it scales
+
+
+def test_ingest_scales_per_shard_within_its_reserved_concurrency(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    kinesis = template["Resources"]["IngestFunction"]["Properties"]["Events"]["Stream"]["Properties"]
+    assert kinesis["ParallelizationFactor"] == {"Ref": "IngestParallelizationFactor"}
+    factor = parameters["IngestParallelizationFactor"]
+    assert (factor["MinValue"], factor["MaxValue"]) == (1, 10)  # Lambda's range
+    assert template["Resources"]["IngestFunction"]["Properties"]["ReservedConcurrentExecutions"] == {
+        "Ref": "IngestReservedConcurrency"
+    }
+    # At the defaults the stream's starting shards, each with its concurrent batches, are not throttled.
+    reserved = parameters["IngestReservedConcurrency"]["Default"]
+    assert reserved >= ON_DEMAND_STARTING_SHARDS * factor["Default"]
+
+
 # ---- deployment switches ------------------------------------------------------------------------------
 
 

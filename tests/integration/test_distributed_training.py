@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-PARAMS: dict[str, Any] = {"dim": 16, "ffn_dim": 16, "mlp_layers": [16, 8], "history_length": 20, "window_stride": 20,
-          "batch_size": 64}  # fmt: skip
+PARAMS: dict[str, Any] = {
+    "dim": 16, "ffn_dim": 16, "mlp_layers": [16, 8], "history_length": 20, "window_stride": 20,
+    "batch_size": 64,
+}  # fmt: skip
 DATA = ["--synthetic-users", "300", "--synthetic-movies", "150", "--synthetic-events", "12000"]
 TIMEOUT_S = 300.0
 # Measured on this data (seeds 7, 8, 9; 5 epochs): one process against two differs by 0.003-0.006 in

@@ -5,12 +5,15 @@ layout, which ``test_feature_store.py`` holds to ``get_online_features``)."""
 
 from __future__ import annotations
 
+import bisect
 import struct
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 import redis
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from infra.local.servers import RedisServer
 from movierec.artifact import ModelArtifact, Weights, load
@@ -171,3 +174,28 @@ def test_an_artifact_without_item_features_takes_no_fresh_features(
     older = ModelArtifact(weights, model.metadata)
     write_row(redis_client, MOVIE_STATS_V1, int(older.movie_ids[0]), stats_row(5.0))
     assert FreshMovieFeatures(OnlineFeatureReader(redis_client)).normalised(older, np.array([0])) is None
+
+
+def test_the_rows_are_read_the_same_from_a_redis_cluster(
+    redis_client: redis.Redis,
+    redis_cluster_client: RedisCluster,
+    redis_cluster_url: str,
+    model: ModelArtifact,
+) -> None:
+    """ElastiCache cluster mode: Feast's keys hash to different slots (masters); one pipelined read."""
+    indexes = np.arange(0, 40, 3)
+    cluster = connect_redis(RedisSettings(redis_url=redis_cluster_url, redis_cluster=True))
+    for client in (redis_client, cluster):
+        for k, index in enumerate(indexes):
+            write_row(client, MOVIE_STATS_V1, int(model.movie_ids[index]), stats_row(1.0 + k))
+    slots = [key_slot(entity_key(MOVIE, int(model.movie_ids[i]))) for i in indexes]
+    assert len(set(slots)) == len(indexes)
+    # redis-cli --cluster create splits the 16,384 slots evenly: the rows live on every master.
+    assert {bisect.bisect_right([5_461, 10_923], slot) for slot in slots} == {0, 1, 2}
+    single = FreshMovieFeatures(OnlineFeatureReader(redis_client)).normalised(model, indexes)
+    clustered = FreshMovieFeatures(OnlineFeatureReader(cluster)).normalised(model, indexes)
+    assert single is not None
+    assert clustered is not None
+    assert np.array_equal(single, clustered)
+    assert model.item_features is not None
+    assert not np.array_equal(clustered, model.item_features[indexes])  # the rows were read

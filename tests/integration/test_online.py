@@ -18,14 +18,18 @@ from movierec.artifact import load
 from movierec.config import RecommendSettings
 from movierec.contracts import Engagement
 from movierec.data.dataset import Dataset
+from movierec.feature_views import MOVIE_STATS_V1
 from movierec.publication import Item, MovieInfo
+from movierec.recommend.movie_features import FreshMovieFeatures
 from movierec.recommend.online import ScorerCache
 from movierec.recommend.service import Recommender, ServingPolicy, Tier
 from movierec.recommend.snapshot import PopularitySnapshot
 from movierec.recommend.wiring import build_recommender
 from movierec.stores.blobs import BlobStore
+from movierec.stores.online_features import OnlineFeatureReader
 from movierec.stores.realtime import RealtimeState, TrendingPolicy
 from movierec.stores.serving import ServingStore
+from tests.integration.test_online_movie_features import stats_row, write_row
 from training_job.fit import FitConfig, FitResult, fit
 from training_job.model import NeuMFParams
 from training_job.publishing import publish
@@ -256,3 +260,33 @@ def test_an_unreachable_s3_at_init_degrades_to_popularity(
 
     assert answer.tier is Tier.GLOBAL_POPULAR
     assert ("online", "no model") in [(f.tier.value, f.reason) for f in answer.fallbacks]
+
+
+def test_the_online_tier_the_function_builds_reranks_with_the_online_stores_movie_features(
+    redis_client: redis.Redis,
+    redis_url: str,
+    blobs: BlobStore,
+    trained: tuple[Dataset, FitResult],
+    tmp_path: Path,
+) -> None:
+    data, result = trained
+    version = publish_model(redis_client, blobs, data, result, {})
+    model = load(result.artifact_bytes)
+    watched = [int(m) for m in model.movie_ids[:4]]
+    watch(redis_client, "newcomer", watched, time.time())
+    before = built_at_init(redis_url, tmp_path).recommend("newcomer", k=10)
+
+    # The feature pipeline materializes newer rows: every movie's popularity has moved since training.
+    for i, movie_id in enumerate(model.movie_ids):
+        write_row(redis_client, MOVIE_STATS_V1, int(movie_id), stats_row(float(i % 7)))
+    redis_client.delete(keys.online_recommendations(version, "newcomer"))
+    after = built_at_init(redis_url, tmp_path).recommend("newcomer", k=10)
+
+    assert before.tier is after.tier is Tier.ONLINE
+    user = model.fold_in(watched)
+    assert user is not None
+    indexes = model.movie_indexes([item.movie_id for item in after.items])
+    fresh = FreshMovieFeatures(OnlineFeatureReader(redis_client)).normalised(model, indexes)
+    expected = model.score(user, indexes, fresh)
+    assert [item.score for item in after.items] == pytest.approx([float(s) for s in expected], abs=1e-5)
+    assert [(i.movie_id, i.score) for i in before.items] != [(i.movie_id, i.score) for i in after.items]

@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from movierec.errors import StoreUnavailableError
 from movierec.stores import aws
 
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+"""Bodies from this size go up as a multipart upload (a single PUT stops at 5 GB; parts also retry
+one by one). S3's smallest part is 5 MiB."""
+MIN_PART = 5 * 1024 * 1024
+
 
 class BlobStore:
-    def __init__(self, bucket: str, s3: Any = None) -> None:
+    def __init__(self, bucket: str, s3: Any = None, multipart_threshold: int = MULTIPART_THRESHOLD) -> None:
         self.bucket = bucket
         self._s3 = s3 or aws.client("s3")
+        self._part = max(multipart_threshold, MIN_PART)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
     def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
         try:
-            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
-        except (BotoCoreError, ClientError) as error:
+            if len(body) >= self._part:
+                # Imported here: the recommend function only reads, and pays no s3transfer import.
+                from boto3.s3.transfer import TransferConfig
+
+                self._s3.upload_fileobj(
+                    io.BytesIO(body), self.bucket, key, ExtraArgs={"ContentType": content_type},
+                    Config=TransferConfig(multipart_threshold=self._part, multipart_chunksize=self._part),
+                )  # fmt: skip
+            else:
+                self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        except (BotoCoreError, ClientError, S3UploadFailedError) as error:
             raise StoreUnavailableError(f"S3 put {key}: {error}") from error
         return self.uri(key)
 

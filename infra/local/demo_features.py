@@ -15,7 +15,7 @@ from typing import Any
 from movierec.config import RedisSettings
 from movierec.feature_views import MOVIE_STATS_V1, MOVIE_VIEWS, USER_VIEWS
 from movierec.recommend.movie_features import FreshMovieFeatures
-from movierec.recommend.online import RETRIEVAL_CANDIDATES, ScorerCache
+from movierec.recommend.online import RETRIEVAL_CANDIDATES, ArtifactScorer, ScorerCache
 from movierec.stores import aws
 from movierec.stores.blobs import BlobStore
 from movierec.stores.cache import connect_redis
@@ -103,6 +103,8 @@ def show_online_ranking(
     scorer = ScorerCache(blobs, movie_features=features)(ServingStore(client).publication().manifest)
     if scorer is None:
         say("    no published model: the online tier would serve popularity")
+        return
+    if not isinstance(scorer, ArtifactScorer):  # the sequence model reads no movie features yet
         return
     index = scorer.artifact.user_index(user_id)
     if index is None:

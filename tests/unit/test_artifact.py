@@ -196,3 +196,14 @@ def test_an_unknown_format_version_is_refused(trained: Trained) -> None:
 def test_the_artifact_module_does_not_import_torch() -> None:
     code = "import sys, movierec.artifact; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_format_version_is_read_from_the_metadata_alone(trained: Trained) -> None:
+    assert artifact.format_version(artifact.save(trained.artifact)) == artifact.FORMAT_VERSION
+    with pytest.raises(ValueError, match="not a model artifact"):
+        artifact.format_version(b"not a zip")
+    empty = __import__("io").BytesIO()
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("metadata.json", "{}")
+    with pytest.raises(ValueError, match="no format_version"):
+        artifact.format_version(empty.getvalue())

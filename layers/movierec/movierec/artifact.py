@@ -326,7 +326,7 @@ class ModelArtifact:
         scores = self.item_gmf @ (vector.gmf * self.out_gmf) + self.retrieval_bias
         if exclude is not None and len(exclude):
             scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
-        return _top(scores, n)
+        return top_indexes(scores, n)
 
     def similar(self, movie_id: int, k: int) -> tuple[npt.NDArray[np.int64], FloatArray]:
         """The ``k`` movies closest to ``movie_id`` (cosine in the GMF space): (movie ids, similarity).
@@ -336,7 +336,7 @@ class ModelArtifact:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         similarity = self._item_unit @ self._item_unit[index]
         similarity[index] = -np.inf
-        best = _top(similarity, k)
+        best = top_indexes(similarity, k)
         return self.movie_ids[best], similarity[best].astype(np.float32)
 
     def cold_movie_scores(
@@ -367,7 +367,7 @@ class ModelArtifact:
         return ModelArtifact(self.weights, replace(self.metadata, **changes))
 
 
-def _top(scores: npt.NDArray[np.floating[Any]], n: int) -> IndexArray:
+def top_indexes(scores: npt.NDArray[np.floating[Any]], n: int) -> IndexArray:
     """Indexes of the ``n`` largest finite scores, best first (ties: lower index first)."""
     finite = int(np.isfinite(scores).sum())
     n = min(n, finite)
@@ -402,6 +402,20 @@ def read_archive(data: bytes) -> tuple[bytes, dict[str, npt.NDArray[Any]]]:
                         handle, allow_pickle=False
                     )
     return metadata_json, weights
+
+
+def format_version(data: bytes) -> int:
+    """An artifact's ``format_version``, from its metadata alone (no weight is read): which loader reads
+    it (1: this module's ``load``, 2: ``movierec.sequence.load``)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            raw = json.loads(archive.read(METADATA_MEMBER))
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise ValueError(f"not a model artifact: {error}") from error
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int):
+        raise ValueError(f"artifact metadata has no format_version: {version!r}")
+    return version
 
 
 def save(artifact: ModelArtifact) -> bytes:

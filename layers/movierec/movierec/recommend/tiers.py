@@ -6,7 +6,7 @@ store; the chain (``service.Recommender``) does that once per request.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,9 +53,17 @@ class OnlineScorer(Protocol):
     model_version: str
 
     def rank(
-        self, user_id: str, recent: list[int], exclude: frozenset[int], n: int
+        self,
+        user_id: str,
+        recent: list[int],
+        exclude: frozenset[int],
+        n: int,
+        recent_times: Sequence[float] = (),
+        profile: Mapping[str, str] | None = None,
     ) -> list[tuple[int, float]]:
-        """Top-n (movie id, score), excluding ``exclude``; empty when it knows nothing to go on."""
+        """Top-n (movie id, score), excluding ``exclude``; empty when it knows nothing to go on.
+        ``recent`` is newest first, ``recent_times`` their engagement times, ``profile`` the sign-up
+        fields (the sequence model reads all three)."""
         ...
 
     def similar(self, movie_id: int, n: int) -> list[tuple[int, float]] | None:
@@ -130,7 +138,9 @@ class OnlineScored:
         if scorer is None:
             return Declined(("no model",))
         exclude = user.seen | user.publication.retired
-        ranked = scorer.rank(ask.user_id, user.recent, exclude, n=max(ask.k * 5, 50))
+        ranked = scorer.rank(
+            ask.user_id, user.recent, exclude, max(ask.k * 5, 50), user.recent_times, user.profile
+        )
         if not ranked:
             return Declined(("unknown user",))
         items = with_metadata(self._store, ranked)

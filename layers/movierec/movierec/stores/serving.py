@@ -66,6 +66,7 @@ class UserSnapshot:
     seen: frozenset[int]  # when not complete: at least the cached lists' movies the user has seen
     complete: bool
     recent: list[int] = field(default_factory=list)  # newest first
+    recent_times: list[float] = field(default_factory=list)  # each one's latest engagement, epoch seconds
     profile: dict[str, str] = field(default_factory=dict)  # sign-up fields: region, birth_year, ...
 
     @classmethod
@@ -95,7 +96,7 @@ end
 if not precomputed and not online then
   return {
     redis.call('SMEMBERS', KEYS[1]), stale, false, false,
-    redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1), redis.call('HGETALL', KEYS[4]),
+    redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES'), redis.call('HGETALL', KEYS[4]),
   }
 end
 local lists = {}
@@ -181,7 +182,8 @@ class ServingStore:
             online=LazyItems(online_raw) if online_raw else None,
             seen=frozenset(map(int, seen_raw)),
             complete=complete,
-            recent=[int(m) for m in recent_raw] if complete else [],
+            recent=[int(m) for m in recent_raw[::2]] if complete else [],
+            recent_times=[float(t) for t in recent_raw[1::2]] if complete else [],
             profile=_profile(_pairs(profile_raw)) if complete else {},
         )
 
@@ -191,7 +193,7 @@ class ServingStore:
         if user.complete:
             return user
         pipe = self._redis.pipeline(transaction=False)
-        pipe.zrevrange(keys.recent(user_id), 0, recent_n - 1)
+        pipe.zrevrange(keys.recent(user_id), 0, recent_n - 1, withscores=True)
         pipe.smembers(keys.seen(user_id))
         pipe.hgetall(keys.profile(user_id))
         recent_raw, seen_raw, profile_raw = self._call(pipe.execute)
@@ -199,7 +201,8 @@ class ServingStore:
             user,
             seen=frozenset(map(int, seen_raw)),
             complete=True,
-            recent=[int(m) for m in recent_raw],
+            recent=[int(m) for m, _ in recent_raw],
+            recent_times=[float(t) for _, t in recent_raw],
             profile=_profile(profile_raw.items()),
         )
 

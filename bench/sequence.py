@@ -1,5 +1,6 @@
 """The sequence model's serving cost, in numpy as the recommend Lambda runs it: one user's vector from
-``HISTORY_LENGTH`` engagements (``SequenceModel.user_vector``), then the head over 200 candidates;
+``HISTORY_LENGTH`` engagements (``SequenceModel.user_vector``), then the head over 200 candidates, and
+the online tier's whole ``SequenceScorer.rank`` (vector, retrieval over the catalogue, head, top 50);
 and the artifact's size for 10k and for 1M users (no per-user weights: the same within 1%).
 
 ``python -m bench.sequence [--json] [--movies N] [--repeats N]``. Latency is measured on one thread,
@@ -24,6 +25,7 @@ import torch
 from movierec import sequence
 from movierec.data.dataset import Movies, Users
 from movierec.history import HISTORY_LENGTH
+from movierec.recommend.online import SequenceScorer
 from movierec.sequence_encoding import profile_names
 from training_job.data import positives_from_columns
 from training_job.features import compute_features
@@ -58,7 +60,8 @@ def run(n_movies: int, repeats: int) -> dict[str, Any]:
     model = sequence.load(_artifact(n_movies, 10_000, params))
     rng = np.random.default_rng(0)
     now = 1_700_000_000
-    timings: dict[str, list[float]] = {"user_vector": [], "score_200": [], "total": []}
+    timings: dict[str, list[float]] = {"user_vector": [], "score_200": [], "total": [], "online_rank": []}
+    scorer = SequenceScorer(model)  # what the online tier runs: vector, retrieval, head, top 50
     for _ in range(repeats):
         history = rng.choice(n_movies, HISTORY_LENGTH, replace=False) + 1
         times = np.sort(rng.integers(now - 86_400 * 90, now, HISTORY_LENGTH)).tolist()
@@ -72,6 +75,12 @@ def run(n_movies: int, repeats: int) -> dict[str, Any]:
         timings["user_vector"].append(middle - start)
         timings["score_200"].append(end - middle)
         timings["total"].append(end - start)
+        recent = [int(m) for m in history[::-1]]  # Redis keeps newest first
+        start = time.perf_counter()
+        scorer.rank(
+            "u", recent, frozenset(recent), 50, [float(t) for t in times[::-1]], {"region": "region-3"}
+        )
+        timings["online_rank"].append(time.perf_counter() - start)
     latency = {
         name: {
             "p50_ms": float(np.percentile(values, 50) * 1e3),

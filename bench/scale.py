@@ -87,10 +87,10 @@ def id_artifact(n_users: int) -> bytes:
 
 
 def sequence_artifact(n_users: int) -> bytes:
-    from bench.sequence import _artifact
+    from bench.sequence import untrained_artifact
     from training_job.sequence_model import SequenceParams
 
-    return _artifact(MOVIES, n_users, SequenceParams())
+    return untrained_artifact(MOVIES, n_users, SequenceParams())
 
 
 def cold_load(path: Path | None, kind: str) -> tuple[float, float]:

@@ -35,7 +35,7 @@ from training_job.sequence_model import SequenceNeuMF, SequenceParams
 CANDIDATES = 200
 
 
-def _artifact(n_movies: int, n_users: int, params: SequenceParams) -> bytes:
+def untrained_artifact(n_movies: int, n_users: int, params: SequenceParams) -> bytes:
     torch.manual_seed(0)
     movies = Movies(
         np.arange(1, n_movies + 1),
@@ -57,7 +57,7 @@ def _artifact(n_movies: int, n_users: int, params: SequenceParams) -> bytes:
 
 def run(n_movies: int, repeats: int) -> dict[str, Any]:
     params = SequenceParams()
-    model = sequence.load(_artifact(n_movies, 10_000, params))
+    model = sequence.load(untrained_artifact(n_movies, 10_000, params))
     rng = np.random.default_rng(0)
     now = 1_700_000_000
     timings: dict[str, list[float]] = {"user_vector": [], "score_200": [], "total": [], "online_rank": []}
@@ -88,7 +88,7 @@ def run(n_movies: int, repeats: int) -> dict[str, Any]:
         }
         for name, values in timings.items()
     }
-    sizes = {str(n): len(_artifact(n_movies, n, params)) for n in (10_000, 1_000_000)}
+    sizes = {str(n): len(untrained_artifact(n_movies, n, params)) for n in (10_000, 1_000_000)}
     spread = abs(sizes["10000"] - sizes["1000000"]) / sizes["10000"]
     return {
         "history_length": HISTORY_LENGTH,

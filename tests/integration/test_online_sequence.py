@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import redis
 
-from bench.sequence import _artifact as sequence_artifact
+from bench.sequence import untrained_artifact as sequence_artifact
 from movierec import keys, sequence
 from movierec.publication import Item, MovieInfo
 from movierec.recommend.online import ScorerCache, SequenceScorer

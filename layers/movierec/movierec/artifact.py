@@ -171,9 +171,7 @@ class ModelArtifact:
         self.retrieval_bias = take(Weights.RETRIEVAL_BIAS)
         # Folded into the user side once, so a candidate's GMF term is one dot product.
         self.user_gmf_weighted = self.user_gmf * self.out_gmf
-        scaled = self.item_gmf * np.sqrt(np.abs(self.out_gmf))
-        norms = np.linalg.norm(scaled, axis=1, keepdims=True)
-        self._item_unit = np.divide(scaled, norms, out=np.zeros_like(scaled), where=norms > 0)
+        self._item_unit = unit_rows(self.item_gmf * np.sqrt(np.abs(self.out_gmf)))
         self.movie_ids: npt.NDArray[np.int64] = np.asarray(metadata.movie_ids, dtype=np.int64)
         self._movie_index = {movie_id: index for index, movie_id in enumerate(metadata.movie_ids)}
         self._user_index = {user_id: index for index, user_id in enumerate(metadata.user_ids)}
@@ -334,10 +332,8 @@ class ModelArtifact:
         index = self.movie_index(movie_id)
         if index is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        similarity = self._item_unit @ self._item_unit[index]
-        similarity[index] = -np.inf
-        best = top_indexes(similarity, k)
-        return self.movie_ids[best], similarity[best].astype(np.float32)
+        best, similarity = nearest(self._item_unit, index, k)
+        return self.movie_ids[best], similarity
 
     def cold_movie_scores(
         self, user: int | UserVector, genres: Sequence[Sequence[str]], years: Sequence[int]
@@ -402,6 +398,22 @@ def read_archive(data: bytes) -> tuple[bytes, dict[str, npt.NDArray[Any]]]:
                         handle, allow_pickle=False
                     )
     return metadata_json, weights
+
+
+def unit_rows(vectors: FloatArray) -> FloatArray:
+    """Each row scaled to length 1 (a zero row stays zero), so cosine similarity is a dot product."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    out: FloatArray = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+    return out
+
+
+def nearest(unit: FloatArray, index: int, k: int) -> tuple[IndexArray, FloatArray]:
+    """The ``k`` rows of ``unit`` (``unit_rows``) closest to row ``index`` by cosine, itself excluded:
+    (row indexes best first, their similarity)."""
+    similarity = unit @ unit[index]
+    similarity[index] = -np.inf
+    best = top_indexes(similarity, k)
+    return best, similarity[best].astype(np.float32)
 
 
 def format_version(data: bytes) -> int:

@@ -38,34 +38,30 @@ MOVIE_FEATURE_VIEWS = (MOVIE_STATS_V1,)
 
 @dataclass(frozen=True)
 class _Columns:
-    """One artifact's movie-feature columns: names, normalisation, which view fills each."""
+    """One artifact's movie-feature columns: names, normalisation, which come from ``movie_stats_v1``."""
 
     names: tuple[str, ...]
     mean: FloatArray
     std: FloatArray
-    from_metadata: npt.NDArray[np.bool_]
-    unknown_year: float
+    stats: npt.NDArray[np.bool_]  # the others (genres, year) keep the artifact's values
 
     @classmethod
     def of(cls, artifact: ModelArtifact) -> _Columns:
         norm = artifact.metadata.movie_features
-        cold = dict(zip(norm.names, artifact.metadata.cold_movie_features, strict=True))
         return cls(
             names=tuple(norm.names),
             mean=np.asarray(norm.mean, dtype=np.float32),
             std=np.asarray(norm.std, dtype=np.float32),
-            from_metadata=np.asarray([from_movie_metadata(n) for n in norm.names], dtype=np.bool_),
-            unknown_year=float(cold.get("year", 0.0)),
+            stats=np.asarray([not from_movie_metadata(n) for n in norm.names], dtype=np.bool_),
         )
 
 
 @dataclass(frozen=True)
 class _Row:
-    """A movie's online features in the artifact's columns, and which columns the store filled."""
+    """A movie's online features in the artifact's columns; None when the store had no usable row."""
 
     expires_at: float
-    raw: FloatArray  # (features,)
-    online: npt.NDArray[np.bool_]  # (features,): False keeps the training-time value
+    raw: FloatArray | None
 
 
 class FreshMovieFeatures:
@@ -98,15 +94,17 @@ class FreshMovieFeatures:
         if missing and now >= self._failing_until:
             self._fetch(missing, columns, now)
         current = artifact.item_features[movies].copy()
-        rows = [self._rows.get(m) for m in movie_ids]
-        if not any(row is not None and row.online.any() for row in rows):
+        found = [
+            (i, row.raw)
+            for i, m in enumerate(movie_ids)
+            if (row := self._rows.get(m)) and row.raw is not None
+        ]
+        if not found:
             return current
-        width = len(columns.names)
-        absent = _Row(0.0, np.zeros(width, np.float32), np.zeros(width, np.bool_))
-        raw = np.stack([(row or absent).raw for row in rows])
-        online = np.stack([(row or absent).online for row in rows])
-        fresh = (raw - columns.mean) / columns.std
-        return np.where(online, fresh, current).astype(np.float32)
+        rows = np.asarray([i for i, _ in found], dtype=np.int64)
+        fresh = (np.stack([raw for _, raw in found]) - columns.mean) / columns.std
+        current[np.ix_(rows, columns.stats)] = fresh[:, columns.stats]
+        return current
 
     def _columns_for(self, artifact: ModelArtifact) -> _Columns:
         names = tuple(artifact.metadata.movie_features.names)
@@ -128,11 +126,6 @@ class FreshMovieFeatures:
         names = list(columns.names)
         expires_at = now + self._cache_seconds
         for i, movie_id in enumerate(movie_ids):
-            if read is None:
-                nothing = np.zeros(len(names), np.float32)
-                self._rows[movie_id] = _Row(expires_at, nothing, np.zeros(len(names), np.bool_))
-                continue
-            stats = read[MOVIE_STATS_V1.name][i]
-            raw = movie_model_features(names, stats.values, {}, columns.unknown_year)
-            online = ~columns.from_metadata & stats.found
-            self._rows[movie_id] = _Row(expires_at, np.asarray(raw, dtype=np.float32), online)
+            stats = read[MOVIE_STATS_V1.name][i] if read is not None else None
+            raw = movie_model_features(names, stats.values, {}) if stats is not None and stats.found else None
+            self._rows[movie_id] = _Row(expires_at, None if raw is None else np.asarray(raw, np.float32))

@@ -22,11 +22,15 @@ import numpy as np
 from movierec import sequence
 from movierec.artifact import (
     SEQUENCE_FORMAT_VERSION,
+    FloatArray,
+    IndexArray,
     ModelArtifact,
     UserVector,
     format_version,
     load,
+    nearest,
     top_indexes,
+    unit_rows,
 )
 from movierec.errors import StoreUnavailableError
 from movierec.observability import logger
@@ -36,6 +40,14 @@ from movierec.stores.blobs import BlobStore
 
 RETRIEVAL_CANDIDATES = 200
 RELOAD_PAUSE_SECONDS = 30.0
+
+
+def best_scored(
+    movie_ids: IndexArray, candidates: IndexArray, scores: FloatArray, n: int
+) -> list[tuple[int, float]]:
+    """The ``n`` best-scored candidates as (movie id, score), best first (ties: retrieval order)."""
+    order = np.argsort(-scores, kind="stable")[:n]
+    return [(int(m), float(s)) for m, s in zip(movie_ids[candidates[order]], scores[order], strict=True)]
 
 
 class ArtifactScorer:
@@ -75,10 +87,9 @@ class ArtifactScorer:
         features = (
             self._movie_features.normalised(self.artifact, candidates) if self._movie_features else None
         )
-        scores = self.artifact.score(user, candidates, features)
-        order = np.argsort(-scores, kind="stable")[:n]
-        movie_ids = self.artifact.movie_ids[candidates[order]]
-        return [(int(m), float(s)) for m, s in zip(movie_ids, scores[order], strict=True)]
+        return best_scored(
+            self.artifact.movie_ids, candidates, self.artifact.score(user, candidates, features), n
+        )
 
     def similar(self, movie_id: int, n: int) -> list[tuple[int, float]] | None:
         if self.artifact.movie_index(movie_id) is None:
@@ -102,8 +113,7 @@ class SequenceScorer:
         self.model_version = model.metadata.model_version
         self._retrieval = retrieval_candidates
         self._clock = clock
-        norms = np.linalg.norm(model.item_gmf, axis=1, keepdims=True)
-        self._unit = np.divide(model.item_gmf, norms, out=np.zeros_like(model.item_gmf), where=norms > 0)
+        self._unit = unit_rows(model.item_gmf)
 
     def user_vector(
         self, recent: list[int], recent_times: Sequence[float], profile: Mapping[str, str] | None
@@ -135,19 +145,14 @@ class SequenceScorer:
         candidates = top_indexes(scores, self._retrieval)
         if len(candidates) == 0:
             return []
-        final = self.model.score(vector, candidates)
-        order = np.argsort(-final, kind="stable")[:n]
-        movie_ids = self.model.movie_ids[candidates[order]]
-        return [(int(m), float(s)) for m, s in zip(movie_ids, final[order], strict=True)]
+        return best_scored(self.model.movie_ids, candidates, self.model.score(vector, candidates), n)
 
     def similar(self, movie_id: int, n: int) -> list[tuple[int, float]] | None:
         index = self.model.movie_index(movie_id)
         if index is None:
             return None
-        similarity = self._unit @ self._unit[index]
-        similarity[index] = -np.inf
-        best = top_indexes(similarity, n)
-        return [(int(self.model.movie_ids[i]), float(similarity[i])) for i in best]
+        rows, similarity = nearest(self._unit, index, n)
+        return [(int(m), float(s)) for m, s in zip(self.model.movie_ids[rows], similarity, strict=True)]
 
 
 OnlineModel = ArtifactScorer | SequenceScorer
